@@ -1,0 +1,1 @@
+//! The build context: a directory read in place, filtered by `.dockerignore`.

@@ -1,0 +1,1 @@
+//! kiln's content-addressed storage. Knows layers, blobs and images; never Dockerfiles.

@@ -1,0 +1,99 @@
+//! Diagnostics: errors and warnings that point at a place in the Dockerfile.
+
+use std::fmt;
+
+/// A region of the Dockerfile. Lines and columns are 1-based; columns count characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    /// First line of the region.
+    pub line: u32,
+    /// Column of the first character.
+    pub col: u32,
+    /// Last line of the region (inclusive).
+    pub end_line: u32,
+    /// Column just past the last character.
+    pub end_col: u32,
+}
+
+impl Span {
+    /// A span covering `len` characters of one line.
+    pub fn on_line(line: u32, col: u32, len: u32) -> Self {
+        Span { line, col, end_line: line, end_col: col + len }
+    }
+
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        let (start, end) = if (self.line, self.col) <= (other.line, other.col) {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let last = if (end.end_line, end.end_col) >= (start.end_line, start.end_col) {
+            end
+        } else {
+            start
+        };
+        Span { line: start.line, col: start.col, end_line: last.end_line, end_col: last.end_col }
+    }
+}
+
+/// How serious a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The build cannot go on.
+    Error,
+    /// The build goes on; the user should know.
+    Warning,
+}
+
+/// An error or warning about a Dockerfile, shown as `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The Dockerfile's name as the user gave it (e.g. `Dockerfile`).
+    pub file: String,
+    /// Where in the file.
+    pub span: Span,
+    /// The instruction keyword this is about, upper-case (e.g. `COPY`), if any.
+    pub instruction: Option<String>,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// An error at `span`.
+    pub fn error(file: &str, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            file: file.to_string(),
+            span,
+            instruction: None,
+            message: message.into(),
+        }
+    }
+
+    /// A warning at `span`.
+    pub fn warning(file: &str, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, span, message) }
+    }
+
+    /// Names the instruction the diagnostic is about.
+    pub fn in_instruction(mut self, keyword: &str) -> Self {
+        self.instruction = Some(keyword.to_ascii_uppercase());
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.span.line, self.span.col)?;
+        if self.severity == Severity::Warning {
+            write!(f, "warning: ")?;
+        }
+        match &self.instruction {
+            Some(kw) => write!(f, "{kw}: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Word expansion with the semantics of BuildKit's shell lexer.
