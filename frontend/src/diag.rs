@@ -87,7 +87,10 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.span.line, self.span.col)?;
+        // A diagnostic about the build as a whole (e.g. `--target`) has no place in the file.
+        if self.span.line > 0 {
+            write!(f, "{}:{}:{}: ", self.file, self.span.line, self.span.col)?;
+        }
         if self.severity == Severity::Warning {
             write!(f, "warning: ")?;
         }

@@ -43,6 +43,8 @@ pub struct Stage {
     pub os: String,
     /// CPU architecture the image is for (GOARCH names: `amd64`, `arm64`).
     pub architecture: String,
+    /// `MAINTAINER` of this stage (the image config's `author`), if given.
+    pub author: Option<String>,
 }
 
 /// Where a stage's filesystem starts.
@@ -51,7 +53,7 @@ pub enum Base {
     /// `FROM scratch`: empty.
     Scratch,
     /// An image found by the [`ImageResolver`].
-    Image(ResolvedImage),
+    Image(Box<ResolvedImage>),
     /// The result of an earlier stage (index into [`BuildGraph::stages`]).
     Stage(usize),
 }
@@ -75,7 +77,7 @@ pub struct Step {
 #[non_exhaustive]
 pub enum Op {
     /// `COPY` (and, later, `ADD`).
-    Copy(CopyOp),
+    Copy(Box<CopyOp>),
     /// `WORKDIR`: create the directory if it does not exist.
     Mkdir(MkdirOp),
 }
@@ -117,7 +119,7 @@ pub enum CopySource {
     /// `--from=STAGE`: an earlier stage (index into [`BuildGraph::stages`]).
     Stage(usize),
     /// `--from=IMAGE`: an image found by the [`ImageResolver`].
-    Image(ResolvedImage),
+    Image(Box<ResolvedImage>),
 }
 
 /// `WORKDIR` after expansion.

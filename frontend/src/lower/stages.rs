@@ -1,0 +1,222 @@
+//! The stage table: splitting the file at `FROM`, naming stages, finding what each stage
+//! depends on (its base stage, `COPY --from`, `ONBUILD` triggers) and which stages a target
+//! needs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::diag::{Diagnostic, Span};
+use crate::graph::ResolvedImage;
+use crate::syntax::{Command, Flag, Instruction};
+
+/// What a stage starts from, before images are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BaseRef {
+    /// `FROM scratch`.
+    Scratch,
+    /// An earlier stage, by position.
+    Stage(usize),
+    /// An image to resolve.
+    Image,
+}
+
+/// One stage of the file.
+#[derive(Debug)]
+pub(crate) struct StageDef<'a> {
+    /// 0-based position among all stages.
+    pub position: usize,
+    /// The `FROM` instruction.
+    pub from: &'a Instruction,
+    /// `AS name`, lower-cased.
+    pub name: Option<String>,
+    /// The instructions after `FROM`.
+    pub body: Vec<&'a Instruction>,
+    /// The base name after expansion.
+    pub image: String,
+    /// `--platform` after expansion and normalization.
+    pub platform: Option<String>,
+    /// What the stage starts from.
+    pub base: BaseRef,
+}
+
+impl StageDef<'_> {
+    /// The name BuildKit uses in messages: the stage name or `stage-N`.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("stage-{}", self.position))
+    }
+
+    /// The span of the image word of `FROM`.
+    pub fn image_span(&self) -> Span {
+        match &self.from.command {
+            Command::From(f) => f.image.span,
+            _ => self.from.span,
+        }
+    }
+}
+
+/// Where `COPY --from` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FromRef {
+    /// A stage, by position.
+    Stage(usize),
+    /// An image reference.
+    Image(String),
+    /// `scratch`: nothing to copy.
+    Scratch,
+}
+
+/// Go's `strconv.Atoi` on a stage index (`0`, `+1`, `-2`).
+fn as_index(v: &str) -> Option<i64> {
+    let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// The stage with `name` (lower-case compare; the last one wins, as in BuildKit).
+pub(crate) fn find_by_name(stages: &[StageDef<'_>], name: &str) -> Option<usize> {
+    let lower = name.to_lowercase();
+    stages.iter().rev().find(|s| s.name.as_deref() == Some(lower.as_str())).map(|s| s.position)
+}
+
+/// Interprets a `--from` value (never expanded, as in BuildKit).
+pub(crate) fn from_ref(
+    file: &str,
+    stages: &[StageDef<'_>],
+    flag: &Flag,
+    instr: &str,
+) -> Result<Option<FromRef>, Diagnostic> {
+    let v = flag.value.as_deref().unwrap_or("");
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if let Some(i) = as_index(v) {
+        if i < 0 || i as usize >= stages.len() {
+            let msg = format!(
+                "--from={v}: there is no stage {v}; stages are numbered from 0 to {}",
+                stages.len() - 1
+            );
+            return Err(Diagnostic::error(file, flag.span, msg).in_instruction(instr));
+        }
+        return Ok(Some(FromRef::Stage(i as usize)));
+    }
+    if let Some(p) = find_by_name(stages, v) {
+        return Ok(Some(FromRef::Stage(p)));
+    }
+    if v == "scratch" {
+        return Ok(Some(FromRef::Scratch));
+    }
+    Ok(Some(FromRef::Image(v.to_string())))
+}
+
+/// The `COPY --from` stages an instruction reads (`ONBUILD` is not run here: ignored).
+fn copy_from_stages(
+    file: &str,
+    stages: &[StageDef<'_>],
+    instr: &Instruction,
+) -> Result<Option<usize>, Diagnostic> {
+    let Command::Copy(c) = &instr.command else { return Ok(None) };
+    let Some(flag) = &c.from else { return Ok(None) };
+    Ok(match from_ref(file, stages, flag, "COPY")? {
+        Some(FromRef::Stage(p)) => Some(p),
+        _ => None,
+    })
+}
+
+/// The triggers a stage runs first: its base stage's `ONBUILD` instructions, or the parsed
+/// `OnBuild` list of its base image.
+pub(crate) fn local_triggers<'a>(
+    stages: &[StageDef<'a>],
+    s: &StageDef<'a>,
+) -> Vec<(String, Instruction)> {
+    let BaseRef::Stage(p) = s.base else { return Vec::new() };
+    stages[p]
+        .body
+        .iter()
+        .filter_map(|i| match &i.command {
+            Command::Onbuild(o) => Some((o.expression.clone(), (*o.trigger).clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Positions of the stages `s` depends on directly.
+pub(crate) fn deps(
+    file: &str,
+    stages: &[StageDef<'_>],
+    s: &StageDef<'_>,
+    triggers: &[(String, Instruction)],
+) -> Result<BTreeSet<usize>, Diagnostic> {
+    let mut out = BTreeSet::new();
+    if let BaseRef::Stage(p) = s.base {
+        out.insert(p);
+    }
+    for instr in &s.body {
+        if let Some(p) = copy_from_stages(file, stages, instr)? {
+            out.insert(p);
+        }
+    }
+    for (expr, instr) in triggers {
+        let p = copy_from_stages(file, stages, instr).map_err(|mut d| {
+            d.span = s.from.span;
+            d.message = format!("ONBUILD trigger {expr:?}: {}", d.message);
+            d
+        })?;
+        if let Some(p) = p {
+            out.insert(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Every stage `target` needs, itself included.
+pub(crate) fn reachable(
+    file: &str,
+    stages: &[StageDef<'_>],
+    target: usize,
+    image_triggers: &BTreeMap<usize, Vec<(String, Instruction)>>,
+) -> Result<BTreeSet<usize>, Diagnostic> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(p) = todo.pop() {
+        if !seen.insert(p) {
+            continue;
+        }
+        let s = &stages[p];
+        let triggers = match image_triggers.get(&p) {
+            Some(t) => t.clone(),
+            None => local_triggers(stages, s),
+        };
+        todo.extend(deps(file, stages, s, &triggers)?);
+    }
+    Ok(seen)
+}
+
+/// Parses the `OnBuild` triggers of a resolved base image.
+pub(crate) fn image_triggers(
+    file: &str,
+    s: &StageDef<'_>,
+    image: &ResolvedImage,
+) -> Result<Vec<(String, Instruction)>, Diagnostic> {
+    let mut out = Vec::new();
+    for expr in &image.config.on_build {
+        let fail = |msg: String| {
+            Diagnostic::error(
+                file,
+                s.from.span,
+                format!("ONBUILD trigger {expr:?} of base image {:?}: {msg}", s.image),
+            )
+            .in_instruction("FROM")
+        };
+        let df = crate::syntax::parse(file, expr).map_err(|d| fail(d.message))?;
+        let [instr] = df.instructions.as_slice() else {
+            return Err(fail("a trigger must be a single instruction".to_string()));
+        };
+        if matches!(instr.command, Command::From(_) | Command::Onbuild(_) | Command::Maintainer(_))
+        {
+            return Err(fail(format!("{} cannot be an ONBUILD trigger", instr.name())));
+        }
+        out.push((expr.clone(), instr.clone()));
+    }
+    Ok(out)
+}
