@@ -1,0 +1,135 @@
+//! The layer tar codec: deterministic writing ([`write_layer`]), walking an overlayfs upper
+//! directory into entries ([`entries_from_dir`]) and streaming reading ([`read_layer`]).
+//!
+//! Paths in a [`LayerEntry`] are relative and `/`-separated (`usr/bin/env`), never with a
+//! leading `/` or `./`. Whiteouts and opaque directories are entries of their own kinds; the
+//! writer turns them into OCI `.wh.<name>` / `.wh..wh..opq` files.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+mod compression;
+mod from_dir;
+mod reader;
+mod sort;
+pub(crate) mod tar_header;
+mod writer;
+
+pub use compression::Compression;
+pub use from_dir::entries_from_dir;
+pub use reader::{HeaderKind, LayerHeader, ReadSummary, read_layer};
+pub use writer::write_layer;
+
+/// OCI media type of an uncompressed layer.
+pub const MEDIA_TYPE_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// OCI media type of a gzip layer.
+pub const MEDIA_TYPE_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI media type of a zstd layer.
+pub const MEDIA_TYPE_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// Docker schema 2 media type of a (gzip) layer.
+pub const MEDIA_TYPE_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// Docker schema 2 media type of a foreign (non-distributable) layer.
+pub const MEDIA_TYPE_DOCKER_FOREIGN_LAYER: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// The prefix OCI layers give to a whiteout file (`dir/.wh.name` deletes `dir/name`).
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// The name of the OCI opaque-directory marker (`dir/.wh..wh..opq`).
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// One file-system object of a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEntry {
+    /// Relative, `/`-separated path without a leading `/` or `./` (`etc/passwd`).
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits, including setuid/setgid/sticky (`0o7777` at most).
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Extended attributes (`security.capability`, `user.*`, ...), written as PAX records.
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// The kind of a [`LayerEntry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory.
+    Dir,
+    /// A regular file of `size` bytes, read from `source` while writing.
+    File {
+        /// Where the content comes from.
+        source: FileSource,
+        /// Its size in bytes; the writer fails if the source has another size.
+        size: u64,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// The link's target, stored as is.
+        target: String,
+    },
+    /// A hard link to another entry of the same layer.
+    Hardlink {
+        /// The layer path of the entry linked to (must be written earlier).
+        target: String,
+    },
+    /// A character device.
+    CharDevice {
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A block device.
+    BlockDevice {
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
+    /// A named pipe.
+    Fifo,
+    /// A deletion: `path` is the deleted path (written as `.wh.<name>` in its parent).
+    Whiteout,
+    /// `path` is a directory whose lower-layer contents are hidden (written as
+    /// `<path>/.wh..wh..opq`); usually given together with a `Dir` entry of the same path.
+    OpaqueDir,
+}
+
+/// Where a file's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// Streamed from a file on disk (opened without following a final symlink).
+    Path(PathBuf),
+    /// Held in memory.
+    Bytes(Vec<u8>),
+}
+
+/// How a layer is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerOptions {
+    /// The compression of the blob.
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: mtimes later than this are set to it.
+    pub clamp_mtime: Option<i64>,
+}
+
+/// What [`write_layer`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Digest of the (compressed) blob, as referenced from a manifest.
+    pub digest: Digest,
+    /// Digest of the uncompressed tar, as listed in the image config's `rootfs.diff_ids`.
+    pub diff_id: Digest,
+    /// Size of the (compressed) blob in bytes.
+    pub size: u64,
+    /// The layer's media type (`application/vnd.oci.image.layer.v1.tar+gzip`, ...).
+    pub media_type: String,
+}
