@@ -1,0 +1,137 @@
+//! Errors of the build context.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::glob::{PatternError, has_wildcard};
+use super::ignore::IgnoreError;
+
+/// A path that exists but that the ignore file excludes, and the line that does it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    /// The excluded path (absolute).
+    pub path: PathBuf,
+    /// The ignore file, as shown to the user (relative to the context when inside it).
+    pub ignore_file: String,
+    /// The 1-based line of the deciding pattern.
+    pub line: usize,
+    /// The deciding pattern, as cleaned.
+    pub pattern: String,
+}
+
+impl fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} exists but is excluded by {} line {} ({:?})",
+            self.path.display(),
+            self.ignore_file,
+            self.line,
+            self.pattern
+        )
+    }
+}
+
+/// Why the build context cannot give what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The context directory cannot be opened.
+    #[error("cannot open the build context {}: {source}", path.display())]
+    Root {
+        /// The directory as given.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The context is not a directory.
+    #[error("the build context {} is not a directory", path.display())]
+    RootNotDirectory {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The ignore file exists but cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    IgnoreFileUnreadable {
+        /// The ignore file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The ignore file has a bad pattern.
+    #[error("{}: {source}", path.display())]
+    IgnoreFile {
+        /// The ignore file.
+        path: PathBuf,
+        /// Which line and why.
+        source: IgnoreError,
+    },
+    /// A source path that leaves the context (`../x`, `a/../../x`).
+    #[error("source {source_path:?} is outside the build context")]
+    SourceOutsideContext {
+        /// The source as written.
+        source_path: String,
+    },
+    /// A wildcard source that is not a valid pattern.
+    #[error("source {source_path:?} is not a valid pattern: {reason}")]
+    BadSourcePattern {
+        /// The source as written.
+        source_path: String,
+        /// What is wrong with it.
+        reason: PatternError,
+    },
+    /// Nothing in the context matches the source (or what matches is excluded).
+    #[error("{}", not_found_message(source_path, looked_for, excluded.as_deref()))]
+    NotFound {
+        /// The source as written.
+        source_path: String,
+        /// The absolute path looked for (with the wildcards, for a pattern).
+        looked_for: PathBuf,
+        /// Set when the path exists but the ignore file excludes it.
+        excluded: Option<Box<Exclusion>>,
+    },
+    /// A chain of symlinks too long (or a loop) while following a source.
+    #[error("source {source_path:?}: too many levels of symbolic links at {}", path.display())]
+    SymlinkLoop {
+        /// The source as written.
+        source_path: String,
+        /// Where the chain was given up.
+        path: PathBuf,
+    },
+    /// A file name (or symlink target) that is not UTF-8, which kiln does not handle yet.
+    #[error("{}: the name is not valid UTF-8, which kiln does not support yet", path.display())]
+    NotUtf8 {
+        /// The path with the name.
+        path: PathBuf,
+    },
+    /// Reading the context failed.
+    #[error("cannot read {} in the build context: {source}", path.display())]
+    Io {
+        /// The path being read.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+fn not_found_message(
+    source: &str,
+    looked_for: &std::path::Path,
+    excluded: Option<&Exclusion>,
+) -> String {
+    let wildcard = source.split('/').any(has_wildcard);
+    match (wildcard, excluded) {
+        (false, None) => format!(
+            "source {source:?} not found: {} does not exist in the build context",
+            looked_for.display()
+        ),
+        (false, Some(ex)) => format!("source {source:?} not found: {ex}"),
+        (true, None) => format!(
+            "source {source:?} not found: nothing in the build context matches {}",
+            looked_for.display()
+        ),
+        (true, Some(ex)) => format!(
+            "source {source:?} not found: nothing in the build context matches {}; {ex}",
+            looked_for.display()
+        ),
+    }
+}
