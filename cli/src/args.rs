@@ -1,0 +1,72 @@
+//! Command-line flags (clap derive). Every command has `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// kiln: build container images from Dockerfiles, without a daemon and without root.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Where kiln keeps images, layers and caches [default: $KILN_ROOT, else
+    /// $XDG_DATA_HOME/kiln for a user, /var/lib/kiln for root]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kiln's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile and a context directory.
+    Build(BuildArgs),
+    /// List the images in the local store.
+    Images {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an image's manifest and config as JSON.
+    Inspect {
+        /// Image name (`name[:tag]`).
+        name: String,
+    },
+    /// Remove image names from the local store.
+    Rmi {
+        /// Image names (`name[:tag]`).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `kiln build` flags.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name the image NAME[:TAG] (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+
+    /// The Dockerfile (`-` reads it from stdin) [default: CONTEXT/Containerfile, else
+    /// CONTEXT/Dockerfile]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+
+    /// Set a build-time variable (`K=V`, or `K` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "K[=V]")]
+    pub build_args: Vec<String>,
+
+    /// Build this stage (and what it needs) instead of the last one.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Also write the image here: `type=oci,dest=PATH` (a `.tar` PATH writes an OCI archive,
+    /// anything else an OCI layout directory). Repeatable.
+    #[arg(short = 'o', long = "output", value_name = "type=oci,dest=PATH")]
+    pub outputs: Vec<String>,
+
+    /// The build context directory.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+}

@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "$GREETING"
+echo "running as $(id -u):$(id -g) in $(pwd)"
