@@ -1,6 +1,8 @@
 //! kiln's builder: runs a [`kiln_frontend::BuildGraph`] and assembles the image.
 //!
 //! - [`build`]: one build, from Dockerfile and context to a tagged, exported image
+//! - [`solver`]: runs the stages in parallel, every step through the cache
+//! - [`key`]: cache keys and context hashing
 //! - [`context`]: the build context and `.dockerignore`
 //! - [`ops`]: filesystem changes (`COPY`, `WORKDIR`)
 //! - [`fsview`]: a merged view of snapshot directories
@@ -17,10 +19,12 @@ pub mod export;
 pub mod fsview;
 pub mod image;
 pub mod images;
+pub mod key;
 pub mod ops;
 pub mod platform;
 pub mod reference;
 pub mod resolver;
+pub mod solver;
 pub mod users;
 
 pub use build::{BuildRequest, BuildResult, Builder, DockerfileInput};

@@ -5,6 +5,8 @@
 //! - [`layer`]: the deterministic layer tar codec (writer, overlay-dir walker, streaming reader).
 //! - [`snapshot`]: layers unpacked once, safely, into overlayfs-format directories.
 //! - [`store`]: the local image store (an OCI image layout with tags) and layout/archive export.
+//! - [`index`]: the cache index (cache key → layer), with per-key locks.
+//! - [`statcache`]: file stat → content digest, so unchanged files are not re-read.
 //! - [`lock`]: cross-process file locks.
 //! - [`json`]: canonical JSON (stable bytes, stable digests).
 
@@ -14,10 +16,12 @@ pub mod blob;
 pub mod digest;
 pub mod error;
 mod fsutil;
+pub mod index;
 pub mod json;
 pub mod layer;
 pub mod lock;
 pub mod snapshot;
+pub mod statcache;
 pub mod store;
 mod xattrs;
 

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile and a context directory.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List the images in the local store.
     Images {
         /// Print JSON instead of a table.
@@ -65,6 +65,30 @@ pub struct BuildArgs {
     /// anything else an OCI layout directory). Repeatable.
     #[arg(short = 'o', long = "output", value_name = "type=oci,dest=PATH")]
     pub outputs: Vec<String>,
+
+    /// Steps to run at once [default: the number of CPUs].
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub jobs: usize,
+
+    /// Run every step; use no cached result.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Run every step of these stages (by name or index) without the cache. Repeatable.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+
+    /// How to show progress: auto (tty on a terminal, else plain), tty, plain, json, quiet.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: crate::render::Progress,
+
+    /// Write the image id (config digest) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+
+    /// Write the image's digests and names as JSON to FILE.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
 
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]

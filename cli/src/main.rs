@@ -3,20 +3,18 @@
 //! Exit codes: 0 success, 1 the build (or image command) failed, 2 usage error.
 
 mod args;
+mod cmd_build;
 mod render;
 mod root;
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Parser;
-use kiln_builder::export::Output;
-use kiln_builder::reference::ImageName;
-use kiln_builder::{BuildRequest, Builder, DockerfileInput, images};
+use kiln_builder::{Builder, images};
 
-use crate::args::{BuildArgs, Cli, Command};
+use crate::args::{Cli, Command};
 
 /// Exit code of a failed build or command.
 const EXIT_FAILED: u8 = 1;
@@ -35,7 +33,7 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-fn usage(message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(message.into()))
 }
 
@@ -70,7 +68,7 @@ fn error_text(err: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<()> {
     let root = root::kiln_root(cli.root.as_deref())?;
     match cli.command {
-        Command::Build(args) => build(&root, args),
+        Command::Build(args) => cmd_build::build(&root, *args),
         Command::Images { json } => {
             let builder = Builder::open(&root)?;
             let list = images::list(builder.store())?;
@@ -113,103 +111,6 @@ fn run(cli: Cli) -> Result<()> {
                 println!("Untagged: {name}");
             }
             Ok(())
-        }
-    }
-}
-
-fn build(root: &Path, args: BuildArgs) -> Result<()> {
-    let context_dir = PathBuf::from(&args.context);
-    if !context_dir.is_dir() {
-        bail!(usage(format!("build context {} is not a directory", context_dir.display())));
-    }
-    let tags = args
-        .tags
-        .iter()
-        .map(|t| ImageName::parse(t).map_err(|e| usage(format!("-t: {e}"))))
-        .collect::<Result<Vec<_>>>()?;
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| Output::parse(o).map_err(|e| usage(e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
-    let dockerfile = read_dockerfile(&context_dir, args.file.as_deref())?;
-    let mut build_args = std::collections::BTreeMap::new();
-    for arg in &args.build_args {
-        match arg.split_once('=') {
-            Some((k, v)) => {
-                build_args.insert(k.to_string(), v.to_string());
-            }
-            // `--build-arg NAME` takes the value from the environment; unset means not given.
-            None => {
-                if let Ok(v) = std::env::var(arg) {
-                    build_args.insert(arg.clone(), v);
-                }
-            }
-        }
-    }
-    let source_date_epoch = source_date_epoch(&build_args)?;
-    let request = BuildRequest {
-        context_dir,
-        dockerfile,
-        tags,
-        build_args,
-        target: args.target.clone(),
-        outputs,
-        source_date_epoch,
-    };
-    let builder = Builder::open(root)?;
-    let renderer = render::Plain::new();
-    let result = builder.build(&request, &renderer)?;
-    renderer.finish();
-    println!("{}", result.config_digest);
-    Ok(())
-}
-
-/// `SOURCE_DATE_EPOCH` from `--build-arg` or the environment (BuildKit reads both).
-fn source_date_epoch(
-    build_args: &std::collections::BTreeMap<String, String>,
-) -> Result<Option<i64>> {
-    let raw = build_args
-        .get("SOURCE_DATE_EPOCH")
-        .cloned()
-        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
-    match raw.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).map(Some).ok_or_else(|| {
-            usage(format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"))
-        }),
-    }
-}
-
-/// Finds and reads the Dockerfile: `-f FILE`, `-f -` (stdin), else `Containerfile` then
-/// `Dockerfile` in the context.
-fn read_dockerfile(context: &Path, file: Option<&str>) -> Result<DockerfileInput> {
-    match file {
-        Some("-") => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading the Dockerfile from stdin")?;
-            Ok(DockerfileInput { name: "Dockerfile".to_string(), path: None, text })
-        }
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("cannot read Dockerfile {path}: {e}")))?;
-            Ok(DockerfileInput { name: path.to_string(), path: Some(PathBuf::from(path)), text })
-        }
-        None => {
-            for name in ["Containerfile", "Dockerfile"] {
-                let path = context.join(name);
-                if path.is_file() {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    return Ok(DockerfileInput { name: name.to_string(), path: Some(path), text });
-                }
-            }
-            Err(usage(format!(
-                "no Containerfile or Dockerfile in {} (use -f FILE to name one)",
-                context.display()
-            )))
         }
     }
 }

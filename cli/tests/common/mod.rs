@@ -171,3 +171,29 @@ pub fn raw_config(layout: &Path, tag: &str) -> Value {
     let blob = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
     serde_json::from_slice(&std::fs::read(blob).expect("config blob")).expect("config JSON")
 }
+
+/// Parses `--progress=plain` output into (step text, cached) pairs, in start order.
+pub fn steps(stderr: &str) -> Vec<(String, bool)> {
+    let mut started: Vec<(String, String)> = Vec::new();
+    let mut cached = std::collections::HashMap::new();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix('#') else { continue };
+        let Some((vertex, text)) = rest.split_once(' ') else { continue };
+        if let Some(step) = text.strip_prefix('[') {
+            let text = step.split_once("] ").map(|(_, t)| t).unwrap_or(step);
+            started.push((vertex.to_string(), text.to_string()));
+        } else if text == "CACHED" {
+            cached.insert(vertex.to_string(), true);
+        }
+    }
+    started.into_iter().map(|(v, t)| (t, cached.contains_key(&v))).collect()
+}
+
+/// The texts of the steps that ran (not cached), skipping config-only and FROM steps.
+pub fn rebuilt(stderr: &str) -> Vec<String> {
+    steps(stderr)
+        .into_iter()
+        .filter(|(t, cached)| !cached && (t.starts_with("COPY") || t.starts_with("RUN") || t.starts_with("WORKDIR") || t.starts_with("ADD")))
+        .map(|(t, _)| t)
+        .collect()
+}

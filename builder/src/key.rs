@@ -1,0 +1,218 @@
+//! Cache keys: what exactly produced a filesystem state.
+//!
+//! A key is the sha256 of a canonical JSON document naming the op (after expansion, with every
+//! flag), the key of the state it builds on, the keys of its other inputs (`COPY --from`), and
+//! for context sources the digest of the content it reads. File modification times are not part
+//! of it: a file touched but unchanged does not invalidate (as BuildKit). Bump [`KEY_VERSION`]
+//! whenever what goes into a key or what an op produces changes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use kiln_cache::digest::{Digest, Digester};
+use kiln_cache::statcache::StatCache;
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+use crate::context::{BuildContext, ContextError};
+
+/// Changes whenever keys computed by an older kiln must stop matching.
+pub const KEY_VERSION: &str = "kiln-key-v1";
+
+/// Key of the empty filesystem (`FROM scratch`).
+pub fn scratch() -> Digest {
+    key_of(&json!({ "v": KEY_VERSION, "base": "scratch" }))
+}
+
+/// Key of a base image, by manifest digest (a tag resolves to the digest first).
+pub fn image(manifest_digest: &Digest) -> Digest {
+    key_of(&json!({ "v": KEY_VERSION, "base": "image", "manifest": manifest_digest.to_string() }))
+}
+
+/// Key of a step: `op` applied on `parent`, reading `inputs` (other states' keys or content
+/// digests).
+pub fn step(parent: &Digest, op: Value, inputs: &[Digest]) -> Digest {
+    let inputs: Vec<String> = inputs.iter().map(ToString::to_string).collect();
+    key_of(&json!({ "v": KEY_VERSION, "parent": parent.to_string(), "op": op, "inputs": inputs }))
+}
+
+fn key_of(doc: &Value) -> Digest {
+    // serde_json's Value keeps object keys sorted: the bytes are canonical.
+    Digest::of_bytes(doc.to_string().as_bytes())
+}
+
+/// Hashes what `COPY` reads from a build context, remembering file digests across builds.
+pub struct ContextHasher<'a> {
+    context: &'a BuildContext,
+    stat: Mutex<StatCache>,
+}
+
+/// One thing a source contributes to the content digest.
+struct Item {
+    path: String,
+    kind: &'static str,
+    mode: u32,
+    /// File: content digest; symlink: target; dir: empty.
+    detail: String,
+}
+
+impl<'a> ContextHasher<'a> {
+    /// A hasher for `context`, with its stat cache loaded from the kiln root.
+    pub fn new(
+        context: &'a BuildContext,
+        root: &std::path::Path,
+    ) -> Result<Self, kiln_cache::Error> {
+        let stat = StatCache::load(root, context.root())?;
+        Ok(ContextHasher { context, stat: Mutex::new(stat) })
+    }
+
+    /// The digest of everything `sources` (COPY source patterns) select: paths as they will be
+    /// copied, file types, permission bits, contents and link targets.
+    pub fn digest(&self, sources: &[String]) -> Result<Digest, ContextError> {
+        let mut items: Vec<Item> = Vec::new();
+        let mut files: Vec<(usize, PathBuf, std::fs::Metadata)> = Vec::new();
+        for (i, pattern) in sources.iter().enumerate() {
+            for entry in self.context.resolve_sources(pattern)? {
+                let prefix = format!("{i}:{}", entry.rel_path);
+                let mode = entry.metadata.permissions().mode() & 0o7777;
+                if entry.is_dir {
+                    items.push(Item {
+                        path: prefix.clone(),
+                        kind: "dir",
+                        mode,
+                        detail: String::new(),
+                    });
+                    for w in self.context.walk(&entry)? {
+                        let path = format!("{prefix}/{}", w.rel_to_source);
+                        let mode = w.metadata.permissions().mode() & 0o7777;
+                        if w.file_type.is_dir() {
+                            items.push(Item { path, kind: "dir", mode, detail: String::new() });
+                        } else if w.file_type.is_symlink() {
+                            let target = std::fs::read_link(&w.abs_path)
+                                .map_err(|e| io_error(&w.abs_path, e))?;
+                            let detail = target.to_string_lossy().into_owned();
+                            items.push(Item { path, kind: "symlink", mode: 0o777, detail });
+                        } else if w.file_type.is_file() {
+                            files.push((items.len(), w.abs_path.clone(), w.metadata.clone()));
+                            items.push(Item { path, kind: "file", mode, detail: String::new() });
+                        }
+                    }
+                } else {
+                    files.push((items.len(), entry.abs_path.clone(), entry.metadata.clone()));
+                    items.push(Item { path: prefix, kind: "file", mode, detail: String::new() });
+                }
+            }
+        }
+        let digests = self.file_digests(&files)?;
+        for ((index, _, _), digest) in files.iter().zip(digests) {
+            items[*index].detail = digest.to_string();
+        }
+        let mut d = Digester::new();
+        for item in &items {
+            // Length-prefixed fields: no two different lists hash alike.
+            for field in [item.path.as_str(), item.kind, &format!("{:o}", item.mode), &item.detail]
+            {
+                d.update(&(field.len() as u64).to_le_bytes());
+                d.update(field.as_bytes());
+            }
+        }
+        Ok(d.finish())
+    }
+
+    /// Content digests of `files`: from the stat cache when unchanged, else read (in parallel).
+    fn file_digests(
+        &self,
+        files: &[(usize, PathBuf, std::fs::Metadata)],
+    ) -> Result<Vec<Digest>, ContextError> {
+        let cached: Vec<Option<Digest>> = {
+            let stat = self.stat.lock().unwrap_or_else(|p| p.into_inner());
+            files.iter().map(|(_, path, meta)| stat.lookup(path, meta)).collect()
+        };
+        let computed: Vec<Result<Digest, ContextError>> = files
+            .par_iter()
+            .zip(cached.par_iter())
+            .map(|((_, path, _), hit)| match hit {
+                Some(d) => Ok(d.clone()),
+                None => hash_file(path),
+            })
+            .collect();
+        let mut out = Vec::with_capacity(files.len());
+        let mut stat = self.stat.lock().unwrap_or_else(|p| p.into_inner());
+        for (((_, path, meta), hit), result) in files.iter().zip(&cached).zip(computed) {
+            let digest = result?;
+            if hit.is_none() {
+                stat.insert(path.clone(), meta, digest.clone());
+            }
+            out.push(digest);
+        }
+        Ok(out)
+    }
+
+    /// Writes the stat cache back (best effort: a failure only costs re-hashing next time).
+    pub fn save(&self) {
+        let mut stat = self.stat.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = stat.save();
+    }
+}
+
+fn io_error(path: &std::path::Path, source: std::io::Error) -> ContextError {
+    ContextError::Io { path: path.to_path_buf(), source }
+}
+
+/// sha256 of a file's content, streamed.
+fn hash_file(path: &std::path::Path) -> Result<Digest, ContextError> {
+    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut writer = kiln_cache::digest::HashingWriter::new(std::io::sink());
+    std::io::copy(&mut file, &mut writer).map_err(|e| io_error(path, e))?;
+    Ok(writer.finish().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx_with(files: &[(&str, &str)]) -> (tempfile::TempDir, tempfile::TempDir) {
+        let ctx = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let path = ctx.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
+        }
+        (ctx, tempfile::tempdir().unwrap())
+    }
+
+    #[test]
+    fn content_not_mtime_decides_the_digest() {
+        let (ctx, root) = ctx_with(&[("a/x", "1"), ("a/y", "2"), ("b", "3")]);
+        let context = BuildContext::open(ctx.path(), None).unwrap();
+        let hasher = ContextHasher::new(&context, root.path()).unwrap();
+        let srcs = vec!["a".to_string()];
+        let first = hasher.digest(&srcs).unwrap();
+        // Touch without change: same digest.
+        std::fs::write(ctx.path().join("a/x"), "1").unwrap();
+        assert_eq!(hasher.digest(&srcs).unwrap(), first);
+        // Change content: different digest.
+        std::fs::write(ctx.path().join("a/x"), "changed").unwrap();
+        assert_ne!(hasher.digest(&srcs).unwrap(), first);
+        // A file outside the sources does not matter.
+        std::fs::write(ctx.path().join("a/x"), "1").unwrap();
+        std::fs::write(ctx.path().join("b"), "other").unwrap();
+        assert_eq!(hasher.digest(&srcs).unwrap(), first);
+        // Mode bits matter.
+        std::fs::set_permissions(ctx.path().join("a/y"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        assert_ne!(hasher.digest(&srcs).unwrap(), first);
+    }
+
+    #[test]
+    fn keys_chain_through_parents_and_inputs() {
+        let a = step(&scratch(), json!({"copy": "x"}), &[]);
+        let b = step(&scratch(), json!({"copy": "y"}), &[]);
+        assert_ne!(a, b);
+        assert_ne!(step(&a, json!({}), &[]), step(&b, json!({}), &[]));
+        assert_ne!(step(&a, json!({}), std::slice::from_ref(&b)), step(&a, json!({}), &[]));
+        assert_eq!(step(&a, json!({"k": 1, "j": 2}), &[]), step(&a, json!({"j": 2, "k": 1}), &[]));
+        assert_ne!(image(&a), scratch());
+    }
+}
