@@ -115,6 +115,11 @@ impl Builder {
         &self.store
     }
 
+    /// The kiln root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The cache index of this root.
     pub fn cache_index(&self) -> &CacheIndex {
         &self.index

@@ -7,6 +7,7 @@
 //! - [`store`]: the local image store (an OCI image layout with tags) and layout/archive export.
 //! - [`index`]: the cache index (cache key → layer), with per-key locks.
 //! - [`statcache`]: file stat → content digest, so unchanged files are not re-read.
+//! - [`gc`]: disk usage, pruning and consistency checks.
 //! - [`lock`]: cross-process file locks.
 //! - [`json`]: canonical JSON (stable bytes, stable digests).
 
@@ -16,6 +17,7 @@ pub mod blob;
 pub mod digest;
 pub mod error;
 mod fsutil;
+pub mod gc;
 pub mod index;
 pub mod json;
 pub mod layer;

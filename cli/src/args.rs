@@ -33,6 +33,9 @@ pub enum Command {
         /// Image name (`name[:tag]`).
         name: String,
     },
+    /// Inspect and prune the build cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Remove image names from the local store.
     Rmi {
         /// Image names (`name[:tag]`).
@@ -93,4 +96,39 @@ pub struct BuildArgs {
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
+}
+
+/// `kiln cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Show what the kiln root holds, by kind and age.
+    Du {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove cache entries and everything no tagged image or cache entry needs.
+    Prune {
+        /// Remove every cache entry (tagged images stay).
+        #[arg(long)]
+        all: bool,
+        /// Remove the oldest cache entries until the root holds at most SIZE (e.g. 10GB).
+        #[arg(long, value_name = "SIZE")]
+        keep_storage: Option<String>,
+        /// `until=DURATION`: remove cache entries older than DURATION (e.g. 24h, 7days).
+        #[arg(long, value_name = "until=DURATION")]
+        filter: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify every blob by digest and the cache's consistency, and repair what can be.
+    Check {
+        /// Only report; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -76,6 +76,15 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
             .with_context(|| format!("writing --metadata-file {}", file.display()))?;
     }
     println!("{}", result.config_digest);
+    // A size limit is kept after the build, never during it.
+    match crate::cmd_cache::auto_prune(root) {
+        Ok(Some(report)) if report.records + report.blobs.count > 0 => eprintln!(
+            "pruned the cache to its size limit: {} records, {} blobs removed",
+            report.records, report.blobs.count
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: automatic cache pruning failed: {e:#}"),
+    }
     Ok(())
 }
 

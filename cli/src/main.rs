@@ -4,6 +4,7 @@
 
 mod args;
 mod cmd_build;
+mod cmd_cache;
 mod render;
 mod root;
 
@@ -96,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Cache(command) => cmd_cache::run(&root, command),
         Command::Inspect { name } => {
             let builder = Builder::open(&root)?;
             let details = images::inspect(builder.store(), &name)?;

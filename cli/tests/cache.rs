@@ -8,7 +8,17 @@ const DOCKERFILE: &str = "FROM scratch\nARG MODE=a\nCOPY a.txt /a.txt\nCOPY dir/
 
 fn context(env: &Env) -> std::path::PathBuf {
     let ctx = env.path("ctx");
-    write_files(&ctx, &[("Dockerfile", DOCKERFILE), ("a.txt", "a\n"), ("b.txt", "b\n"), ("dir/one", "1\n"), ("dir/two", "2\n"), ("ignored.log", "x\n")]);
+    write_files(
+        &ctx,
+        &[
+            ("Dockerfile", DOCKERFILE),
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("dir/one", "1\n"),
+            ("dir/two", "2\n"),
+            ("ignored.log", "x\n"),
+        ],
+    );
     ctx
 }
 
@@ -45,7 +55,11 @@ fn changing_a_file_rebuilds_the_steps_that_read_it_and_what_follows() {
     build(&env, &ctx, &[]);
     std::fs::write(ctx.join("dir/two"), "changed\n").unwrap();
     let (_, log) = build(&env, &ctx, &[]);
-    assert_eq!(rebuilt(&log), ["COPY dir/ /dir/", "COPY --chmod=600 b.txt /b-a.txt", "WORKDIR /work"], "{log}");
+    assert_eq!(
+        rebuilt(&log),
+        ["COPY dir/ /dir/", "COPY --chmod=600 b.txt /b-a.txt", "WORKDIR /work"],
+        "{log}"
+    );
     // A file that no step reads changes nothing.
     std::fs::write(ctx.join("ignored.log"), "other\n").unwrap();
     let (_, log) = build(&env, &ctx, &[]);
@@ -79,7 +93,16 @@ fn build_args_dockerignore_and_modes_invalidate_exactly() {
 fn no_cache_and_no_cache_filter_run_steps_again() {
     let env = Env::new();
     let ctx = env.path("ctx");
-    write_files(&ctx, &[("Dockerfile", "FROM scratch AS one\nCOPY a /a\nFROM scratch AS two\nCOPY --from=one /a /b\nCOPY a /c\n"), ("a", "a")]);
+    write_files(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch AS one\nCOPY a /a\nFROM scratch AS two\nCOPY --from=one /a /b\nCOPY a /c\n",
+            ),
+            ("a", "a"),
+        ],
+    );
     build(&env, &ctx, &[]);
     let (_, log) = build(&env, &ctx, &["--no-cache"]);
     assert_eq!(rebuilt(&log).len(), 3, "{log}");
@@ -132,7 +155,8 @@ fn concurrent_builds_of_the_same_dockerfile_both_succeed() {
     // Each step's result was produced once and reused: every build has the same layers.
     let manifests: Vec<_> = (0..4)
         .map(|i| {
-            let v: serde_json::Value = serde_json::from_str(&env.kiln_ok(&["inspect", &format!("same:{i}")])).unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&env.kiln_ok(&["inspect", &format!("same:{i}")])).unwrap();
             v["manifest"]["layers"].clone()
         })
         .collect();

@@ -8,7 +8,13 @@ use serde_json::Value;
 
 fn context(env: &Env) -> std::path::PathBuf {
     let ctx = env.path("ctx");
-    write_files(&ctx, &[("Dockerfile", "FROM scratch AS base\nCOPY a /a\nFROM base\nENV X=1\nCOPY a /b\n"), ("a", "a\n")]);
+    write_files(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM scratch AS base\nCOPY a /a\nFROM base\nENV X=1\nCOPY a /b\n"),
+            ("a", "a\n"),
+        ],
+    );
     ctx
 }
 
@@ -32,7 +38,16 @@ fn mask(text: &str) -> String {
 fn plain_progress_reads_like_buildkit() {
     let env = Env::new();
     let ctx = context(&env);
-    let out = env.kiln(&["build", "--progress", "plain", "--jobs", "1", "-t", "p:1", ctx.to_str().unwrap()]);
+    let out = env.kiln(&[
+        "build",
+        "--progress",
+        "plain",
+        "--jobs",
+        "1",
+        "-t",
+        "p:1",
+        ctx.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         mask(&stderr(&out)),
@@ -42,7 +57,16 @@ fn plain_progress_reads_like_buildkit() {
     );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
-    let again = env.kiln(&["build", "--progress", "plain", "--jobs", "1", "-t", "p:1", ctx.to_str().unwrap()]);
+    let again = env.kiln(&[
+        "build",
+        "--progress",
+        "plain",
+        "--jobs",
+        "1",
+        "-t",
+        "p:1",
+        ctx.to_str().unwrap(),
+    ]);
     let text = mask(&stderr(&again));
     assert!(text.contains("#2 [base 2/2] COPY a /a\n#2 CACHED"), "{text}");
     assert!(text.contains("#5 [stage-1 3/3] COPY a /b\n#5 CACHED"), "{text}");
@@ -54,7 +78,8 @@ fn json_progress_is_one_documented_object_per_line() {
     let ctx = context(&env);
     let out = env.kiln(&["build", "--progress", "json", "-t", "j:1", ctx.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let objects: Vec<Value> = stderr(&out).lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    let objects: Vec<Value> =
+        stderr(&out).lines().map(|l| serde_json::from_str(l).expect(l)).collect();
     let types: Vec<&str> = objects.iter().map(|o| o["type"].as_str().unwrap()).collect();
     assert_eq!(types.iter().filter(|t| **t == "step_started").count(), 5);
     assert_eq!(types.iter().filter(|t| **t == "step_done").count(), 5);
@@ -78,8 +103,16 @@ fn quiet_prints_only_the_image_id_and_files_are_written_for_scripts() {
     let iid = env.path("iid");
     let meta = env.path("meta.json");
     let out = env.kiln(&[
-        "build", "--progress", "quiet", "-t", "q:1", "--iidfile", iid.to_str().unwrap(),
-        "--metadata-file", meta.to_str().unwrap(), ctx.to_str().unwrap(),
+        "build",
+        "--progress",
+        "quiet",
+        "-t",
+        "q:1",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        ctx.to_str().unwrap(),
     ]);
     assert!(out.status.success());
     assert_eq!(stderr(&out), "");
@@ -104,11 +137,15 @@ fn tty_progress_in_a_real_terminal_ends_cleanly() {
         ctx.display()
     );
     // `script` runs the command with its stdio on a new pseudo-terminal.
-    let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    let out =
+        std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(screen.contains("✔ [base 2/2] COPY a /a"), "{screen}");
     assert!(screen.contains("✔ [stage-1 3/3] COPY a /b"), "{screen}");
     assert!(screen.contains("built in "), "{screen}");
-    assert!(screen.trim_end().ends_with(|c: char| c.is_ascii_hexdigit()), "the image id comes last: {screen}");
+    assert!(
+        screen.trim_end().ends_with(|c: char| c.is_ascii_hexdigit()),
+        "the image id comes last: {screen}"
+    );
 }

@@ -193,7 +193,13 @@ pub fn steps(stderr: &str) -> Vec<(String, bool)> {
 pub fn rebuilt(stderr: &str) -> Vec<String> {
     steps(stderr)
         .into_iter()
-        .filter(|(t, cached)| !cached && (t.starts_with("COPY") || t.starts_with("RUN") || t.starts_with("WORKDIR") || t.starts_with("ADD")))
+        .filter(|(t, cached)| {
+            !cached
+                && (t.starts_with("COPY")
+                    || t.starts_with("RUN")
+                    || t.starts_with("WORKDIR")
+                    || t.starts_with("ADD"))
+        })
         .map(|(t, _)| t)
         .collect()
 }
