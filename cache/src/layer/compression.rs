@@ -19,7 +19,7 @@ pub enum Compression {
         /// Compression level, 0 (store) to 9 (best).
         level: u32,
     },
-    /// zstd, `level` 1..=22 (single-threaded, so the bytes do not depend on the machine).
+    /// zstd, `level` 1..=22 (multithreaded mode, whose bytes do not depend on the worker count).
     Zstd {
         /// Compression level.
         level: i32,
@@ -60,7 +60,7 @@ impl Compression {
 /// A compressing writer; [`Encoder::finish`] writes the trailer and returns the inner writer.
 pub(crate) enum Encoder<W: Write> {
     Plain(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(super::pgzip::ParallelGzip<W>),
     Zstd(zstd::Encoder<'static, W>),
 }
 
@@ -68,14 +68,17 @@ impl<W: Write> Encoder<W> {
     pub(crate) fn new(inner: W, compression: Compression) -> io::Result<Encoder<W>> {
         Ok(match compression {
             Compression::None => Encoder::Plain(inner),
-            // Fixed header: no file name, mtime 0, OS "unknown" (255), as Go's gzip writes.
-            Compression::Gzip { level } => Encoder::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(inner, flate2::Compression::new(level)),
-            ),
-            Compression::Zstd { level } => Encoder::Zstd(zstd::Encoder::new(inner, level)?),
+            // Parallel, yet the bytes depend only on input and level (see pgzip).
+            Compression::Gzip { level } => {
+                Encoder::Gzip(super::pgzip::ParallelGzip::new(inner, level)?)
+            }
+            Compression::Zstd { level } => {
+                let mut e = zstd::Encoder::new(inner, level)?;
+                // zstd's multithreaded mode gives the same bytes for any worker count >= 1.
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+                e.multithread(workers as u32)?;
+                Encoder::Zstd(e)
+            }
         })
     }
 

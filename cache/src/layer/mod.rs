@@ -12,6 +12,7 @@ use crate::digest::Digest;
 
 mod compression;
 mod from_dir;
+pub mod pgzip;
 mod reader;
 mod sort;
 pub(crate) mod tar_header;
