@@ -42,6 +42,10 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Parse a Dockerfile and print it (`--json`: instructions, flags, arguments, heredocs).
+    Parse(crate::cmd_parse::ParseArgs),
+    /// Show the build graph of a Dockerfile for a target, without building it.
+    Plan(crate::cmd_plan::PlanArgs),
 }
 
 /// `kiln build` flags.

@@ -5,6 +5,8 @@
 mod args;
 mod cmd_build;
 mod cmd_cache;
+mod cmd_parse;
+mod cmd_plan;
 mod render;
 mod root;
 
@@ -70,6 +72,8 @@ fn run(cli: Cli) -> Result<()> {
     let root = root::kiln_root(cli.root.as_deref())?;
     match cli.command {
         Command::Build(args) => cmd_build::build(&root, *args),
+        Command::Parse(args) => cmd_parse::run(args),
+        Command::Plan(args) => cmd_plan::run(&root, args),
         Command::Images { json } => {
             let builder = Builder::open(&root)?;
             let list = images::list(builder.store())?;

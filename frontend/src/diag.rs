@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+use serde::Serialize;
+
 /// A region of the Dockerfile. Lines and columns are 1-based; columns count characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub struct Span {
     /// First line of the region.
     pub line: u32,
@@ -38,7 +40,8 @@ impl Span {
 }
 
 /// How serious a diagnostic is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// The build cannot go on.
     Error,
@@ -47,7 +50,7 @@ pub enum Severity {
 }
 
 /// An error or warning about a Dockerfile, shown as `FILE:LINE:COL: message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
@@ -82,6 +85,37 @@ impl Diagnostic {
     pub fn in_instruction(mut self, keyword: &str) -> Self {
         self.instruction = Some(keyword.to_ascii_uppercase());
         self
+    }
+
+    /// The diagnostic as a compiler shows it: the `FILE:LINE:COL: message` line, then the
+    /// offending line of `source_text` (the Dockerfile's text) with a caret under the column
+    /// (`^~~~` along the span when it stays on that line). Without a place in the file, or
+    /// when the line does not exist in `source_text`, only the first line.
+    pub fn render(&self, source_text: &str) -> String {
+        let mut out = self.to_string();
+        if self.span.line == 0 {
+            return out;
+        }
+        let Some(raw) = source_text.split('\n').nth(self.span.line as usize - 1) else {
+            return out;
+        };
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let line = if self.span.line == 1 { line.trim_start_matches('\u{feff}') } else { line };
+        let number = self.span.line.to_string();
+        let gutter = " ".repeat(number.len());
+        out.push_str(&format!("\n{gutter} |\n{number} | {line}\n{gutter} | "));
+        // Keep tabs in the padding so the caret lines up however tabs are shown.
+        let col = self.span.col.max(1) as usize;
+        for c in line.chars().take(col - 1) {
+            out.push(if c == '\t' { '\t' } else { ' ' });
+        }
+        out.push('^');
+        let chars = line.chars().count();
+        if self.span.end_line == self.span.line && self.span.end_col as usize > col + 1 {
+            let end = (self.span.end_col as usize).min(chars + 1);
+            out.push_str(&"~".repeat(end.saturating_sub(col + 1)));
+        }
+        out
     }
 }
 

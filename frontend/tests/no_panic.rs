@@ -24,6 +24,8 @@ impl Rng {
 
 const KEYWORDS: &[&str] = &[
     "FROM busybox",
+    "RUN",
+    "ADD",
     "FROM scratch AS a",
     "COPY",
     "ENV",
@@ -84,6 +86,19 @@ const TOKENS: &[&str] = &[
     "--link",
     "--platform=linux/arm64",
     "--mount=type=cache",
+    "--mount=type=secret,id=x",
+    "--mount=type=bind,from=0,target=/t",
+    "--mount=target=$X,type=tmpfs,size=1k",
+    "--mount=\"a=b\",ro",
+    "--network=none",
+    "--security=insecure",
+    "--checksum=sha256:00",
+    "--unpack=false",
+    "--exclude=[",
+    "--chmod=u+x",
+    "https://e.com/a.tgz",
+    "git@h:r.git#main:sub",
+    "#!/bin/sh",
     "--interval=1s",
     "NONE",
     "<<EOF",
@@ -141,13 +156,28 @@ fn random_token_soup_never_panics() {
             text.push('\n');
         }
         let lines = text.lines().count().max(1) as u32 + 1;
-        if let Ok(df) = parse("Dockerfile", &text) {
-            parsed += 1;
-            for i in &df.instructions {
-                assert!(i.span.line >= 1 && i.span.end_line <= lines, "{text:?}: {:?}", i.span);
-                assert!(i.keyword_span.line >= 1, "{text:?}");
+        match parse("Dockerfile", &text) {
+            Ok(df) => {
+                parsed += 1;
+                for i in &df.instructions {
+                    assert!(i.span.line >= 1 && i.span.end_line <= lines, "{text:?}: {:?}", i.span);
+                    assert!(i.keyword_span.line >= 1, "{text:?}");
+                }
+                for w in &df.warnings {
+                    let _ = w.render(&text);
+                }
+                match lower(&df, &opts(), &resolver) {
+                    Ok(g) => {
+                        let _ = kiln_frontend::show::graph(&g);
+                    }
+                    Err(e) => {
+                        let _ = e.render(&text);
+                    }
+                }
             }
-            let _ = lower(&df, &opts(), &resolver);
+            Err(e) => {
+                let _ = e.render(&text);
+            }
         }
     }
     assert!(parsed > 100, "the generator should produce parseable files too ({parsed})");

@@ -31,6 +31,27 @@ const CASES: &[(&str, &str)] = &[
         "# check=skip\nFROM a\n",
         "Dockerfile:1:1: invalid check option \"skip\": write skip=RULE[,RULE], skip=all or error=true",
     ),
+    // RUN flags, checked while parsing as BuildKit does.
+    (
+        "FROM a\nRUN --network=bridge true\n",
+        "Dockerfile:2:5: RUN: invalid --network value \"bridge\"; use default, none, host",
+    ),
+    (
+        "FROM a\nRUN --security=privileged true\n",
+        "Dockerfile:2:5: RUN: invalid --security value \"privileged\"; use sandbox, insecure",
+    ),
+    (
+        "FROM a\nRUN --mount=type=bind,from=$IMG,target=/x true\n",
+        "Dockerfile:2:23: RUN: --mount: from=$IMG uses a variable, but from is never expanded; name the image in a stage instead: ARG IMG=... before the first FROM, FROM $IMG AS src, then --mount=from=src",
+    ),
+    (
+        "FROM a\nRUN --mount=type=bind,source=a\\\"b true\n",
+        "Dockerfile:2:5: RUN: --mount: a '\"' inside an option must be doubled and the whole option quoted: \"key=a\"\"b\"",
+    ),
+    (
+        "FROM a\nRUN --mount=type=ssh --mount='\"a,b' true\n",
+        "Dockerfile:2:22: RUN: --mount: a quoted option has no closing '\"'",
+    ),
     // Flags.
     (
         "FROM a\nCOPY --chwon=1 a b\n",

@@ -1,6 +1,7 @@
 //! Lowering one stage: its base config, then each instruction (the base image's `ONBUILD`
 //! triggers first) as a config change and a [`Step`], the way BuildKit's dispatcher does.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::LowerOptions;
@@ -35,6 +36,16 @@ pub(crate) struct Shared<'a> {
     pub platform: Option<String>,
 }
 
+/// What a stage built on another stage inherits besides the config: BuildKit's state
+/// environment (which holds `ARG` values) and the `ARG`s declared so far.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Inherited {
+    /// The state environment, in definition order.
+    pub env: Vec<(String, String)>,
+    /// `ARG`s declared, in order, with their values.
+    pub build_args: Vec<(String, Option<String>)>,
+}
+
 /// A trigger being run: the `FROM` it belongs to (steps and warnings point there).
 #[derive(Debug, Clone)]
 pub(crate) struct TriggerCtx {
@@ -51,6 +62,13 @@ pub(crate) struct StageBuilder<'s, 'a> {
     pub config: ContainerConfig,
     /// Variables for expansion (BuildKit's state environment: image `Env`, `ENV`, `ARG`).
     pub vars: BTreeMap<String, String>,
+    /// The names of `vars` in definition order (the order `RUN` gets them in).
+    pub var_order: Vec<String>,
+    /// `ARG`s declared in this stage and the stages it builds on, in order, with their values
+    /// (BuildKit's `buildArgs`: they prefix `RUN` history and silence `UndefinedVar`).
+    pub build_args: Vec<(String, Option<String>)>,
+    /// `UndefinedVar` warnings found by expansions of the current instruction.
+    undefined: RefCell<Vec<Diagnostic>>,
     /// Steps so far.
     pub steps: Vec<Step>,
     /// Warnings found.
@@ -70,8 +88,15 @@ pub(crate) struct StageBuilder<'s, 'a> {
 }
 
 impl<'s, 'a> StageBuilder<'s, 'a> {
-    /// Starts from `config` (the base's), adding the default `PATH` when it has none.
-    pub fn new(sh: &'s Shared<'a>, pos: usize, mut config: ContainerConfig, os: String) -> Self {
+    /// Starts from `config` (the base's), adding the default `PATH` when it has none; a stage
+    /// built on another stage also starts from what that stage `inherited`.
+    pub fn new(
+        sh: &'s Shared<'a>,
+        pos: usize,
+        mut config: ContainerConfig,
+        os: String,
+        inherited: Option<&Inherited>,
+    ) -> Self {
         if config.env_get("PATH").is_none() {
             let path = if os == "windows" {
                 "c:\\Windows\\System32;c:\\Windows"
@@ -83,19 +108,14 @@ impl<'s, 'a> StageBuilder<'s, 'a> {
         if !config.working_dir.is_empty() {
             config.working_dir = paths::resolve("/", &config.working_dir);
         }
-        let vars = config
-            .env
-            .iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (kv.clone(), String::new()),
-            })
-            .collect();
-        StageBuilder {
+        let mut b = StageBuilder {
             sh,
             pos,
             config,
-            vars,
+            vars: BTreeMap::new(),
+            var_order: Vec::new(),
+            build_args: Vec::new(),
+            undefined: RefCell::new(Vec::new()),
             steps: Vec::new(),
             warnings: Vec::new(),
             declared_args: BTreeSet::new(),
@@ -106,6 +126,47 @@ impl<'s, 'a> StageBuilder<'s, 'a> {
             entrypoint_seen: None,
             healthcheck_seen: None,
             workdir_set: false,
+        };
+        if let Some(inh) = inherited {
+            for (k, v) in &inh.env {
+                b.set_var(k, v);
+            }
+            b.build_args = inh.build_args.clone();
+        }
+        let env = b.config.env.clone();
+        for kv in env {
+            match kv.split_once('=') {
+                Some((k, v)) => b.set_var(k, v),
+                None => b.set_var(&kv, ""),
+            }
+        }
+        b
+    }
+
+    /// Sets a variable of the state environment (keeping its position when redefined).
+    pub fn set_var(&mut self, key: &str, value: &str) {
+        if self.vars.insert(key.to_string(), value.to_string()).is_none() {
+            self.var_order.push(key.to_string());
+        }
+    }
+
+    /// The state environment as `KEY=value` entries, in definition order.
+    pub fn env_list(&self) -> Vec<String> {
+        self.var_order
+            .iter()
+            .map(|k| format!("{k}={}", self.vars.get(k).map_or("", String::as_str)))
+            .collect()
+    }
+
+    /// What a stage built on this one inherits.
+    pub fn inherited(&self) -> Inherited {
+        Inherited {
+            env: self
+                .var_order
+                .iter()
+                .map(|k| (k.clone(), self.vars.get(k).cloned().unwrap_or_default()))
+                .collect(),
+            build_args: self.build_args.clone(),
         }
     }
 
@@ -123,10 +184,49 @@ impl<'s, 'a> StageBuilder<'s, 'a> {
         }
     }
 
-    /// Expands `word` with the stage's variables.
+    /// Expands `word` with the stage's variables, noting undefined ones for `UndefinedVar`.
     pub fn expand(&self, word: &crate::syntax::Word, instr: &str) -> Result<String, Diagnostic> {
         let vars = &self.vars;
-        self.sh.x.word(word, instr, &|k| vars.get(k).cloned())
+        let (value, unset) = self.sh.x.word_tracked(word, instr, &|k| vars.get(k).cloned())?;
+        self.note_undefined(unset, word.span, instr);
+        Ok(value)
+    }
+
+    /// Expands a heredoc body (`COPY <<EOF`) written at `at`.
+    pub fn expand_heredoc(
+        &self,
+        body: &str,
+        at: &crate::syntax::Word,
+        instr: &str,
+    ) -> Result<String, Diagnostic> {
+        let vars = &self.vars;
+        let (value, unset) = self.sh.x.heredoc(body, at, instr, &|k| vars.get(k).cloned())?;
+        self.note_undefined(unset, at.span, instr);
+        Ok(value)
+    }
+
+    /// Records `UndefinedVar` warnings for names expanded without a value, unless an `ARG`
+    /// declares them (BuildKit's `reportUnmatchedVariables`).
+    pub fn note_undefined(&self, unset: BTreeSet<String>, span: Span, instr: &str) {
+        if !self.sh.check.allows("UndefinedVar") {
+            return;
+        }
+        let span = self.trigger.as_ref().map_or(span, |t| t.from_span);
+        let mut found = self.undefined.borrow_mut();
+        for name in unset {
+            if self.build_args.iter().any(|(k, _)| *k == name)
+                || name.starts_with("BUILDKIT_SBOM_SCAN_")
+                || found.iter().any(|d| d.span == span && d.message.contains(&format!("${name} ")))
+            {
+                continue;
+            }
+            let mut msg = format!("usage of undefined variable ${name} ");
+            match crate::syntax::closest_word(&name, self.vars.keys().map(String::as_str)) {
+                Some(s) => msg.push_str(&format!("(did you mean ${s}?)")),
+                None => msg.push_str("(no ARG or ENV defines it; it expands to an empty string)"),
+            }
+            found.push(Diagnostic::warning(self.sh.x.file, span, msg).in_instruction(instr));
+        }
     }
 
     /// Adds a step for `instr`.
@@ -154,6 +254,13 @@ impl<'s, 'a> StageBuilder<'s, 'a> {
 
     /// Applies one instruction.
     pub fn apply(&mut self, instr: &Instruction) -> Result<(), Diagnostic> {
+        let out = self.apply_command(instr);
+        let found = std::mem::take(&mut *self.undefined.borrow_mut());
+        self.warnings.extend(found);
+        out
+    }
+
+    fn apply_command(&mut self, instr: &Instruction) -> Result<(), Diagnostic> {
         match &instr.command {
             Command::Env(pairs) => self.env(instr, pairs),
             Command::Label(pairs) => self.label(instr, pairs),
@@ -220,18 +327,8 @@ impl<'s, 'a> StageBuilder<'s, 'a> {
                 Ok(())
             }
             Command::Copy(c) => self.copy(instr, c),
-            Command::Add(_) => Err(self.err(
-                instr.keyword_span,
-                "ADD",
-                "ADD is not supported yet; use COPY for files from the build context (ADD's \
-                 URL download, git sources and archive extraction come later)",
-            )),
-            Command::Run(_) => Err(self.err(
-                instr.keyword_span,
-                "RUN",
-                "RUN is not supported yet: this version of kiln cannot run commands during a \
-                 build; produce the files beforehand and COPY them in",
-            )),
+            Command::Add(a) => self.add(instr, a),
+            Command::Run(r) => self.run(instr, r),
             Command::From(_) => Err(self.err(
                 instr.keyword_span,
                 "FROM",
@@ -267,7 +364,7 @@ impl<'s, 'a> StageBuilder<'s, 'a> {
         for (k, v) in pairs {
             text.push_str(&format!(" {k}={v}"));
             self.config.env_set(&k, &v);
-            self.vars.insert(k, v);
+            self.set_var(&k, &v);
         }
         self.step(instr, text, None);
         Ok(())
@@ -300,12 +397,13 @@ impl<'s, 'a> StageBuilder<'s, 'a> {
             match &value {
                 Some(v) => {
                     if !name.starts_with("BUILDKIT_SBOM_SCAN_") {
-                        self.vars.insert(name.clone(), v.clone());
+                        self.set_var(&name, v);
                     }
                     parts.push(format!("{name}={v}"));
                 }
                 None => parts.push(name.clone()),
             }
+            self.build_args.push((name.clone(), value));
             self.declared_args.insert(name);
         }
         self.step(instr, format!("ARG {}", parts.join(" ")), None);
@@ -337,7 +435,7 @@ impl<'s, 'a> StageBuilder<'s, 'a> {
     }
 
     /// A shell-form command line with the stage's shell in front (BuildKit's `withShell`).
-    fn with_shell(&self, text: String) -> Vec<String> {
+    pub(crate) fn with_shell(&self, text: String) -> Vec<String> {
         let mut args = if !self.config.shell.is_empty() {
             self.config.shell.clone()
         } else if self.os == "windows" {

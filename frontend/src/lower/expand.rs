@@ -63,6 +63,18 @@ impl Expander<'_> {
         expand::expand_word(&word.text, self.escape, vars).map_err(|e| self.error(word, instr, e))
     }
 
+    /// Expands `word` as one word and also returns the names looked up without a value.
+    pub fn word_tracked(
+        &self,
+        word: &Word,
+        instr: &str,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(String, BTreeSet<String>), Diagnostic> {
+        expand::expand(&word.text, &ExpandOptions::new(self.escape), vars)
+            .map(|e| (e.word, e.unmatched))
+            .map_err(|e| self.error(word, instr, e))
+    }
+
     /// Expands `word` and splits it on unquoted whitespace (BuildKit's `ProcessWords`).
     pub fn words(
         &self,
@@ -74,16 +86,17 @@ impl Expander<'_> {
     }
 
     /// Expands a heredoc body the way BuildKit does for `COPY <<EOF`: `\` is the escape
-    /// character whatever the directive says, and quotes are ordinary characters.
+    /// character whatever the directive says, and quotes are ordinary characters. Also returns
+    /// the names looked up without a value.
     pub fn heredoc(
         &self,
         body: &str,
         at: &Word,
         instr: &str,
         vars: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<String, Diagnostic> {
+    ) -> Result<(String, BTreeSet<String>), Diagnostic> {
         let options = ExpandOptions { skip_quotes: true, ..ExpandOptions::new('\\') };
-        expand::expand(body, &options, vars).map(|e| e.word).map_err(|e| {
+        expand::expand(body, &options, vars).map(|e| (e.word, e.unmatched)).map_err(|e| {
             Diagnostic::error(
                 self.file,
                 at.span,

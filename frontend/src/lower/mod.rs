@@ -8,19 +8,23 @@
 //! ARGs, expand every `FROM`, find the stages the target needs (resolving their base images, whose
 //! `ONBUILD` triggers may need more stages), then lower the needed stages in file order.
 
+mod add;
 mod args;
 mod copy;
 mod dispatch;
 mod expand;
 mod gofmt;
+mod lints;
 mod meta;
 mod paths;
+mod pattern;
 mod platform;
+mod run;
 mod stages;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use self::dispatch::{Shared, StageBuilder};
+use self::dispatch::{Inherited, Shared, StageBuilder};
 use self::expand::{Expander, Tracking};
 use self::platform::Platform;
 use self::stages::{BaseRef, StageDef};
@@ -224,6 +228,7 @@ pub fn lower(
     let mut warnings = dockerfile.warnings.clone();
 
     let (meta, mut stages) = split(dockerfile)?;
+    warnings.extend(lints::file_lints(dockerfile, &check));
     let target_pf = option_platform(file, &options.target_platform, "target platform")?;
     let build_pf = option_platform(file, &options.build_platform, "build platform")?;
     let target_pos = target_position(dockerfile, &stages, options.target.as_deref())?;
@@ -277,6 +282,7 @@ pub fn lower(
         platform,
     };
     let mut built: BTreeMap<usize, Stage> = BTreeMap::new();
+    let mut inherit: BTreeMap<usize, Inherited> = BTreeMap::new();
     let mut declared: BTreeSet<String> = globals.declared.clone();
     for &p in &needed {
         let s = &stages[p];
@@ -321,7 +327,11 @@ pub fn lower(
         };
         let mut config = config;
         config.on_build.clear();
-        let mut b = StageBuilder::new(&shared, p, config, os.clone());
+        let inherited = match s.base {
+            BaseRef::Stage(q) => inherit.get(&q),
+            _ => None,
+        };
+        let mut b = StageBuilder::new(&shared, p, config, os.clone(), inherited);
         for (expr, instr) in &run_first {
             b.apply_trigger(s.from.span, expr, instr)?;
         }
@@ -330,6 +340,7 @@ pub fn lower(
         }
         warnings.append(&mut b.warnings);
         declared.extend(std::mem::take(&mut b.declared_args));
+        inherit.insert(p, b.inherited());
         built.insert(
             p,
             Stage {
@@ -359,6 +370,8 @@ pub fn lower(
             ));
         }
     }
+    // In file order; warnings about the build as a whole (no line) last.
+    warnings.sort_by_key(|d| (d.span.line == 0, d.span.line, d.span.col));
     if check.error
         && let Some(w) = warnings.first()
     {

@@ -86,17 +86,29 @@ pub(crate) fn from_ref(
     flag: &Flag,
     instr: &str,
 ) -> Result<Option<FromRef>, Diagnostic> {
-    let v = flag.value.as_deref().unwrap_or("");
+    from_value(file, stages, flag.value.as_deref().unwrap_or(""), flag.span, "--from", instr)
+}
+
+/// Interprets the value `v` of a `from` option (`what` names it in messages: `--from`,
+/// `--mount from`) written at `span`: a stage index, a stage name, `scratch` or an image.
+pub(crate) fn from_value(
+    file: &str,
+    stages: &[StageDef<'_>],
+    v: &str,
+    span: Span,
+    what: &str,
+    instr: &str,
+) -> Result<Option<FromRef>, Diagnostic> {
     if v.is_empty() {
         return Ok(None);
     }
     if let Some(i) = as_index(v) {
         if i < 0 || i as usize >= stages.len() {
             let msg = format!(
-                "--from={v}: there is no stage {v}; stages are numbered from 0 to {}",
+                "{what}={v}: there is no stage {v}; stages are numbered from 0 to {}",
                 stages.len() - 1
             );
-            return Err(Diagnostic::error(file, flag.span, msg).in_instruction(instr));
+            return Err(Diagnostic::error(file, span, msg).in_instruction(instr));
         }
         return Ok(Some(FromRef::Stage(i as usize)));
     }
@@ -109,18 +121,37 @@ pub(crate) fn from_ref(
     Ok(Some(FromRef::Image(v.to_string())))
 }
 
-/// The `COPY --from` stages an instruction reads (`ONBUILD` is not run here: ignored).
-fn copy_from_stages(
+/// The stages an instruction reads: `COPY --from` and `RUN --mount=from=` (`ONBUILD` is not
+/// run here: ignored).
+fn instr_stage_deps(
     file: &str,
     stages: &[StageDef<'_>],
     instr: &Instruction,
-) -> Result<Option<usize>, Diagnostic> {
-    let Command::Copy(c) = &instr.command else { return Ok(None) };
-    let Some(flag) = &c.from else { return Ok(None) };
-    Ok(match from_ref(file, stages, flag, "COPY")? {
-        Some(FromRef::Stage(p)) => Some(p),
-        _ => None,
-    })
+) -> Result<Vec<usize>, Diagnostic> {
+    let mut out = Vec::new();
+    match &instr.command {
+        Command::Copy(c) => {
+            if let Some(flag) = &c.from
+                && let Some(FromRef::Stage(p)) = from_ref(file, stages, flag, "COPY")?
+            {
+                out.push(p);
+            }
+        }
+        Command::Run(r) => {
+            for flag in &r.mounts {
+                let value = flag.value.as_deref().unwrap_or("");
+                let Some(from) = crate::syntax::mount::from_of(value) else { continue };
+                let what = "--mount from";
+                if let Some(FromRef::Stage(p)) =
+                    from_value(file, stages, &from, flag.span, what, "RUN")?
+                {
+                    out.push(p);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
 }
 
 /// The triggers a stage runs first: its base stage's `ONBUILD` instructions, or the parsed
@@ -152,19 +183,15 @@ pub(crate) fn deps(
         out.insert(p);
     }
     for instr in &s.body {
-        if let Some(p) = copy_from_stages(file, stages, instr)? {
-            out.insert(p);
-        }
+        out.extend(instr_stage_deps(file, stages, instr)?);
     }
     for (expr, instr) in triggers {
-        let p = copy_from_stages(file, stages, instr).map_err(|mut d| {
+        let found = instr_stage_deps(file, stages, instr).map_err(|mut d| {
             d.span = s.from.span;
             d.message = format!("ONBUILD trigger {expr:?}: {}", d.message);
             d
         })?;
-        if let Some(p) = p {
-            out.insert(p);
-        }
+        out.extend(found);
     }
     Ok(out)
 }

@@ -68,6 +68,20 @@ impl Flag {
     pub fn word(&self) -> Word {
         Word { text: self.value.clone().unwrap_or_default(), span: self.span }
     }
+
+    /// The span of characters `offset..offset + len` of the value, when the flag was written on
+    /// one line as `--name=value` without quotes or escapes; otherwise the whole flag.
+    pub fn value_span(&self, offset: usize, len: usize) -> Span {
+        let value = self.value.as_deref().unwrap_or("");
+        let prefix = self.name.chars().count() + 3;
+        let s = self.span;
+        let plain = s.line == s.end_line
+            && s.end_col.saturating_sub(s.col) as usize == prefix + value.chars().count();
+        if !plain {
+            return s;
+        }
+        Span::on_line(s.line, s.col + (prefix + offset) as u32, len.max(1) as u32)
+    }
 }
 
 /// A here-document (`<<EOF` ... `EOF`).

@@ -145,6 +145,29 @@ pub(crate) fn from(ctx: &mut Ctx<'_>, p: &Parts) -> Parsed {
 
 pub(crate) fn run(ctx: &mut Ctx<'_>, p: &Parts) -> Parsed {
     let checked = check(ctx, p, flags::RUN)?;
+    for f in checked.get_all("mount") {
+        if let Err(e) = super::mount::check(f.value.as_deref().unwrap_or("")) {
+            let span = match e.field {
+                Some((off, len)) => f.value_span(off, len),
+                None => f.span,
+            };
+            return ctx.err(span, "RUN", format!("--mount: {}", e.message));
+        }
+    }
+    let choices: [(&str, &[&str]); 2] =
+        [("network", &["default", "none", "host"]), ("security", &["sandbox", "insecure"])];
+    for (name, allowed) in choices {
+        if let Some(f) = checked.get(name) {
+            let v = f.value.clone().unwrap_or_default();
+            if !allowed.contains(&v.as_str()) {
+                return ctx.err(
+                    f.span,
+                    "RUN",
+                    format!("invalid --{name} value {v:?}; use {}", allowed.join(", ")),
+                );
+            }
+        }
+    }
     let command = command_line(ctx, p, p.a, p.b)?;
     let run = Run {
         mounts: checked.get_all("mount"),

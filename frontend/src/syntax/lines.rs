@@ -36,6 +36,13 @@ impl Logical {
 
     /// Appends `piece`, written on `line` starting at column `col`.
     fn push(&mut self, piece: &str, line: u32, col: u32) {
+        self.pos.reserve(piece.len() + 1);
+        self.text.reserve(piece.len());
+        if piece.is_ascii() {
+            self.pos.extend((col..).take(piece.len()).map(|c| Pos { line, col: c }));
+            self.text.push_str(piece);
+            return;
+        }
         for (c, ch) in (col..).zip(piece.chars()) {
             for _ in 0..ch.len_utf8() {
                 self.pos.push(Pos { line, col: c });

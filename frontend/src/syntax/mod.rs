@@ -15,8 +15,12 @@ pub(crate) mod duration;
 mod flags;
 mod heredoc;
 mod instruction;
+mod json;
 mod lines;
+pub mod mount;
+mod print;
 mod suggest;
+mod units;
 mod words;
 
 pub use ast::{
@@ -24,6 +28,8 @@ pub use ast::{
     Healthcheck, Heredoc, INSTRUCTIONS, Instruction, KeyValue, Onbuild, Run, Source, Word,
 };
 pub use check::CheckConfig;
+pub(crate) use heredoc::parse_opener as heredoc_opener;
+pub use json::{JsonDockerfile, JsonHeredoc, JsonInstruction};
 pub(crate) use suggest::closest as closest_word;
 
 use crate::diag::{Diagnostic, Span};

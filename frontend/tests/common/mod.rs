@@ -51,6 +51,24 @@ const IMAGES: &[(&str, &str, &str, &str)] = &[
     ("extras:latest", r#"{"Env":["PATH=/bin"]}"#, "linux", "amd64"),
     ("extras:2", r#"{"Env":["PATH=/bin"]}"#, "linux", "amd64"),
     (
+        "debian:bookworm-slim",
+        r#"{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["bash"]}"#,
+        "linux",
+        "amd64",
+    ),
+    (
+        "python:3.12-slim",
+        r#"{"Env":["PATH=/usr/local/bin:/usr/bin:/bin","LANG=C.UTF-8","PYTHON_VERSION=3.12.4"],"Cmd":["python3"]}"#,
+        "linux",
+        "amd64",
+    ),
+    (
+        "nginx:1.27",
+        r#"{"Env":["PATH=/usr/sbin:/usr/bin:/sbin:/bin","NGINX_VERSION=1.27.0"],"Entrypoint":["/docker-entrypoint.sh"],"Cmd":["nginx","-g","daemon off;"],"ExposedPorts":{"80/tcp":{}},"StopSignal":"SIGQUIT"}"#,
+        "linux",
+        "amd64",
+    ),
+    (
         "golang:1.22",
         r#"{"Env":["PATH=/usr/local/go/bin:/bin","GOPATH=/go"],"WorkingDir":"/go"}"#,
         "linux",

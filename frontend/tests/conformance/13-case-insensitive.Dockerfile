@@ -1,0 +1,5 @@
+from busybox as Build
+run echo lower case works
+Copy --link a /a
+workdir /w
+from build

@@ -1,0 +1,3 @@
+# kiln-test: --target=biuld
+FROM busybox AS build
+FROM busybox AS test
