@@ -507,7 +507,7 @@ fn copy_description(copy: &CopyOp, from: &str) -> serde_json::Value {
             "dest": copy.dest,
             "dest_is_dir": copy.dest_is_dir,
             "chown": copy.chown,
-            "chmod": copy.chmod,
+            "chmod": copy.chmod_mode.as_ref().map(ToString::to_string),
             "link": copy.link,
             "parents": copy.parents,
             "exclude": copy.exclude,

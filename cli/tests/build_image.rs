@@ -358,3 +358,25 @@ fn concurrent_builds_into_one_root_keep_every_tag() {
         serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 6);
 }
+
+#[test]
+fn symbolic_chmod_applies_per_file_and_directory() {
+    let env = Env::new();
+    let ctx = env.path("ctx");
+    write_files(
+        &ctx,
+        &[
+            ("Dockerfile", "FROM scratch\nCOPY --chmod=u+x,g-r,o= tree/ /t/\n"),
+            ("tree/f", "f"),
+            ("tree/d/g", "g"),
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ctx.join("tree/f"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(ctx.join("tree/d"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = env.path("out");
+    env.build_to_layout(&ctx, "m", &layout, &[]);
+    let rootfs = umoci_unpack(&layout, "m", &env.path("bundle"));
+    assert_eq!(mode(&rootfs.join("t/f")), 0o700);
+    assert_eq!(mode(&rootfs.join("t/d")), 0o710);
+}

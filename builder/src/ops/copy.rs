@@ -179,9 +179,9 @@ pub fn plan_copy(op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<Vec<LayerEntry>
                 None => (item.uid, item.gid),
             };
             let (kind, mode) = match item.kind {
-                ItemKind::Dir => (EntryKind::Dir, op.chmod.unwrap_or(item.mode)),
+                ItemKind::Dir => (EntryKind::Dir, chmod(op, item.mode, true)),
                 ItemKind::File { source, size } => {
-                    (EntryKind::File { source, size }, op.chmod.unwrap_or(item.mode))
+                    (EntryKind::File { source, size }, chmod(op, item.mode, false))
                 }
                 ItemKind::Symlink(target) => (EntryKind::Symlink { target }, 0o777),
             };
@@ -204,6 +204,15 @@ pub fn plan_copy(op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<Vec<LayerEntry>
         }
     }
     Ok(entries.into_values().collect())
+}
+
+/// The mode a copied path gets: `--chmod` (octal or symbolic) applied to its own mode.
+fn chmod(op: &CopyOp, mode: u32, is_dir: bool) -> u32 {
+    match (&op.chmod_mode, op.chmod) {
+        (Some(m), _) => m.apply(mode, is_dir),
+        (None, Some(bits)) => bits,
+        (None, None) => mode,
+    }
 }
 
 /// Adds `dir` and its ancestors: existing ones with their current metadata, missing ones created.
