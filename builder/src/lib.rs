@@ -6,7 +6,8 @@
 //! - [`context`]: the build context and `.dockerignore`
 //! - [`ops`]: filesystem changes (`COPY`, `WORKDIR`)
 //! - [`fsview`]: a merged view of snapshot directories
-//! - [`resolver`]: base images from the local store and OCI layouts
+//! - [`resolver`]: base images from the local store, OCI layouts and registries
+//! - [`registry`]: the OCI distribution client (pull, push, auth, registries.conf)
 //! - [`image`]: image config and manifest
 //! - [`images`]: listing, inspecting and removing stored images
 //! - [`export`]: `--output` writers
@@ -23,6 +24,7 @@ pub mod key;
 pub mod ops;
 pub mod platform;
 pub mod reference;
+pub mod registry;
 pub mod resolver;
 pub mod solver;
 pub mod users;
@@ -50,6 +52,9 @@ pub enum BuildError {
     /// A name given by the user is not valid.
     #[error(transparent)]
     Name(#[from] reference::NameError),
+    /// Pulling or pushing an image failed.
+    #[error("{0}")]
+    Registry(String),
     /// Something kiln itself got wrong.
     #[error("internal error: {0}")]
     Internal(String),

@@ -1,7 +1,13 @@
-//! Finds base images for `FROM` and `COPY --from`: the local store or an OCI layout on disk.
+//! Finds base images for `FROM` and `COPY --from`: the local store, an OCI layout on disk, or
+//! a registry (pulled into the local store and tagged there, per the [`PullPolicy`]).
 //!
 //! Implements the frontend's [`ImageResolver`]. Every image it resolves is remembered by id
 //! (`sha256:` of its manifest) so the builder can fetch its layers afterwards.
+//!
+//! A name is looked up in the local store as written (`hello` → `hello:latest`, how `-t`
+//! stores it), then under the fully qualified names it may mean (`docker.io/library/hello:latest`,
+//! how pulls store it; short names through `registries.conf`). A name pinned by digest is found
+//! by the digest alone when the store has that manifest.
 
 use std::collections::HashMap;
 use std::fs;
@@ -18,7 +24,8 @@ use crate::image::{
     MANIFEST_MEDIA_TYPE,
 };
 use crate::platform::Platform;
-use crate::reference::ImageName;
+use crate::reference::{ImageName, Reference, split_reference};
+use crate::registry::{self, ProgressSink, PullPolicy, Registry};
 
 /// Prefix of references to an OCI layout on disk: `oci-layout://PATH[:TAG|@DIGEST]`.
 pub const OCI_LAYOUT_PREFIX: &str = "oci-layout://";
@@ -45,17 +52,64 @@ pub struct LoadedImage {
     pub location: ImageLocation,
 }
 
-/// Resolves references against the local store and OCI layouts, for one platform.
+/// Which registry client a resolver pulls with.
+enum Access {
+    /// The process-wide [`registry::session`] (built on first use).
+    Session,
+    /// A given client and policy.
+    Explicit(Arc<Registry>, PullPolicy),
+    /// No registry: local store and OCI layouts only.
+    Offline,
+}
+
+/// Resolves references against the local store, OCI layouts and registries, for one platform.
 pub struct StoreResolver<'a> {
     store: &'a ImageStore,
     platform: Platform,
     loaded: Mutex<HashMap<String, Arc<LoadedImage>>>,
+    access: Access,
+    progress: Option<&'a dyn ProgressSink>,
+    /// Store keys of what this resolver pulled, by reference and platform (pulled once).
+    pulled: Mutex<HashMap<(String, String), String>>,
 }
 
 impl<'a> StoreResolver<'a> {
-    /// A resolver over `store`, choosing `platform` from multi-platform images.
+    /// A resolver over `store`, choosing `platform` from multi-platform images, pulling what
+    /// the store lacks with the process-wide [`registry::session`].
     pub fn new(store: &'a ImageStore, platform: Platform) -> Self {
-        StoreResolver { store, platform, loaded: Mutex::new(HashMap::new()) }
+        StoreResolver::with_access(store, platform, Access::Session)
+    }
+
+    /// A resolver that pulls with `registry` according to `pull`.
+    pub fn with_registry(
+        store: &'a ImageStore,
+        platform: Platform,
+        registry: Arc<Registry>,
+        pull: PullPolicy,
+    ) -> Self {
+        StoreResolver::with_access(store, platform, Access::Explicit(registry, pull))
+    }
+
+    /// A resolver that never pulls.
+    pub fn offline(store: &'a ImageStore, platform: Platform) -> Self {
+        StoreResolver::with_access(store, platform, Access::Offline)
+    }
+
+    fn with_access(store: &'a ImageStore, platform: Platform, access: Access) -> Self {
+        StoreResolver {
+            store,
+            platform,
+            loaded: Mutex::new(HashMap::new()),
+            access,
+            progress: None,
+            pulled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reports the byte progress of pulls to `sink`.
+    pub fn with_progress(mut self, sink: &'a dyn ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
     }
 
     /// The image resolved earlier with this id.
@@ -67,22 +121,84 @@ impl<'a> StoreResolver<'a> {
         if let Some(rest) = reference.strip_prefix(OCI_LAYOUT_PREFIX) {
             return load_from_layout(rest, platform);
         }
-        let name = ImageName::parse(reference).map_err(|e| e.to_string())?;
-        let key = name.to_string();
+        let (registry, policy, setup_error) = match &self.access {
+            Access::Offline => (None, PullPolicy::Never, None),
+            Access::Explicit(r, p) => (Some(r.clone()), *p, None),
+            Access::Session => match registry::session() {
+                Ok(s) => (Some(s.registry.clone()), s.pull, None),
+                Err(e) => (None, PullPolicy::Missing, Some(e)),
+            },
+        };
+        let memo_key = (reference.to_string(), platform.to_string());
+        let memo = self.pulled.lock().ok().and_then(|m| m.get(&memo_key).cloned());
+        if let Some(key) = memo {
+            return self.load_stored(&key, platform);
+        }
+        if policy != PullPolicy::Always
+            && let Some(image) = self.find_local(reference, registry.as_deref(), platform)?
+        {
+            let fits = image.config.os == platform.os
+                && image.config.architecture == platform.architecture;
+            if fits || policy == PullPolicy::Never {
+                return Ok(image);
+            }
+        }
+        let Some(registry) = registry.filter(|_| policy != PullPolicy::Never) else {
+            let shown =
+                ImageName::parse(reference).map(|n| n.to_string()).unwrap_or(reference.to_string());
+            if let Some(e) = setup_error {
+                return Err(format!(
+                    "image {shown:?} is not in the local store, and it cannot be pulled: {e}"
+                ));
+            }
+            return Err(format!(
+                "image {shown:?} is not in the local store and pulling is off (--pull=never); \
+                 pull it first, or use oci-layout://PATH:TAG"
+            ));
+        };
+        let sink: &dyn ProgressSink = self.progress.unwrap_or(&());
+        let pulled = registry
+            .pull_name(self.store, reference, platform, sink)
+            .map_err(|e| format!("pulling {reference}: {e}"))?;
+        let key = pulled.reference.to_string();
+        if let Ok(mut m) = self.pulled.lock() {
+            m.insert(memo_key, key.clone());
+        }
+        self.load_stored(&key, platform)
+    }
+
+    /// The image stored under `key`.
+    fn load_stored(&self, key: &str, platform: &Platform) -> Result<LoadedImage, String> {
         let descriptor = self
             .store
-            .resolve(&key)
+            .resolve(key)
             .map_err(|e| format!("reading the image store: {e}"))?
-            .ok_or_else(|| {
-                format!(
-                    "image {key:?} is not in the local store (pulling from registries is not \
-                     supported yet: build it first, or use oci-layout://PATH:TAG)"
-                )
-            })?;
+            .ok_or_else(|| format!("image {key:?} is not in the local store"))?;
+        self.load_descriptor(&descriptor, platform)
+    }
+
+    fn load_descriptor(
+        &self,
+        descriptor: &Descriptor,
+        platform: &Platform,
+    ) -> Result<LoadedImage, String> {
         let read = |d: &Digest| self.store.blobs().read(d).map_err(|e| e.to_string());
-        let (manifest_digest, manifest) = pick_manifest(&descriptor, &read, platform)?;
+        let (manifest_digest, manifest) = pick_manifest(descriptor, &read, platform)?;
         let config = read_config(&manifest, &read)?;
         Ok(LoadedImage { manifest_digest, manifest, config, location: ImageLocation::Store })
+    }
+
+    /// Looks `reference` up in the local store (see [`find_in_store`]).
+    fn find_local(
+        &self,
+        reference: &str,
+        registry: Option<&Registry>,
+        platform: &Platform,
+    ) -> Result<Option<LoadedImage>, String> {
+        match find_in_store(self.store, reference, registry)? {
+            Some((_, descriptor)) => self.load_descriptor(&descriptor, platform).map(Some),
+            None => Ok(None),
+        }
     }
 }
 
@@ -140,6 +256,64 @@ fn load_from_layout(spec: &str, platform: &Platform) -> Result<LoadedImage, Stri
     let (manifest_digest, manifest) = pick_manifest(descriptor, &read, platform)?;
     let config = read_config(&manifest, &read)?;
     Ok(LoadedImage { manifest_digest, manifest, config, location: ImageLocation::Layout(dir) })
+}
+
+/// Finds the image `reference` names in the local store: as written (`hello` →
+/// `hello:latest`, as `-t` stores it), then under each fully qualified name it may mean
+/// (through `registry`'s `registries.conf` when given; `docker.io/library/hello:latest`, as
+/// pulls store it, and Docker's short form), then, when pinned by digest, by the digest alone.
+/// Returns the store key and the descriptor.
+pub fn find_in_store(
+    store: &ImageStore,
+    reference: &str,
+    registry: Option<&Registry>,
+) -> Result<Option<(String, Descriptor)>, String> {
+    let mut keys = Vec::new();
+    if let Ok(name) = ImageName::parse(reference) {
+        keys.push(name.to_string());
+    }
+    let candidates = match registry {
+        Some(r) => r.candidates(reference).unwrap_or_default(),
+        None => Reference::parse(reference).into_iter().collect(),
+    };
+    for c in &candidates {
+        keys.push(c.to_string());
+        keys.push(c.familiar());
+    }
+    for key in keys {
+        let found = store.resolve(&key).map_err(|e| format!("reading the image store: {e}"))?;
+        if let Some(descriptor) = found {
+            return Ok(Some((key, descriptor)));
+        }
+    }
+    let pinned = split_reference(reference)
+        .ok()
+        .and_then(|p| p.digest)
+        .and_then(|d| d.parse::<Digest>().ok());
+    if let Some(digest) = pinned
+        && store.blobs().contains(&digest)
+        && let Some(descriptor) = stored_descriptor(store, &digest)
+    {
+        return Ok(Some((reference.to_string(), descriptor)));
+    }
+    Ok(None)
+}
+
+/// A descriptor for a manifest or index blob of the store, its media type read from the blob.
+fn stored_descriptor(store: &ImageStore, digest: &Digest) -> Option<Descriptor> {
+    let bytes = store.blobs().read(digest).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let media_type = match v.get("mediaType").and_then(|m| m.as_str()) {
+        Some(m) => m.to_string(),
+        None if v.get("manifests").is_some() => INDEX_MEDIA_TYPE.to_string(),
+        None if v.get("config").is_some() => MANIFEST_MEDIA_TYPE.to_string(),
+        None => return None,
+    };
+    Some(Descriptor::new(
+        oci_spec::image::MediaType::from(media_type.as_str()),
+        bytes.len() as u64,
+        digest.to_oci(),
+    ))
 }
 
 enum Selector {

@@ -46,6 +46,14 @@ pub enum Command {
     Parse(crate::cmd_parse::ParseArgs),
     /// Show the build graph of a Dockerfile for a target, without building it.
     Plan(crate::cmd_plan::PlanArgs),
+    /// Pull an image from a registry into the local store.
+    Pull(crate::cmd_registry::PullArgs),
+    /// Push an image from the local store to a registry.
+    Push(crate::cmd_registry::PushArgs),
+    /// Log in to a registry (stores the credentials where podman does).
+    Login(crate::cmd_registry::LoginArgs),
+    /// Remove stored registry credentials.
+    Logout(crate::cmd_registry::LogoutArgs),
 }
 
 /// `kiln build` flags.
@@ -96,6 +104,10 @@ pub struct BuildArgs {
     /// Write the image's digests and names as JSON to FILE.
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+
+    /// Registry flags: --pull, --push, --tls-verify, --authfile, --cert-dir.
+    #[command(flatten)]
+    pub registry: crate::cmd_registry::BuildRegistryArgs,
 
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]

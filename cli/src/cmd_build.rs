@@ -43,6 +43,7 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.clone();
 
+    crate::cmd_registry::install_for_build(&args.registry)?;
     let builder = Builder::open(root)?;
     let renderer = Renderer::new(args.progress);
     let result = match builder.build(&request, &renderer) {
@@ -75,6 +76,7 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         std::fs::write(file, serde_json::to_vec_pretty(&metadata)?)
             .with_context(|| format!("writing --metadata-file {}", file.display()))?;
     }
+    crate::cmd_registry::push_after_build(root, &args.registry, &request.tags, &result)?;
     println!("{}", result.config_digest);
     // A size limit is kept after the build, never during it.
     match crate::cmd_cache::auto_prune(root) {

@@ -7,6 +7,7 @@ mod cmd_build;
 mod cmd_cache;
 mod cmd_parse;
 mod cmd_plan;
+mod cmd_registry;
 mod render;
 mod root;
 
@@ -74,6 +75,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Build(args) => cmd_build::build(&root, *args),
         Command::Parse(args) => cmd_parse::run(args),
         Command::Plan(args) => cmd_plan::run(&root, args),
+        Command::Pull(args) => cmd_registry::pull(&root, args),
+        Command::Push(args) => cmd_registry::push(&root, args),
+        Command::Login(args) => cmd_registry::login(args),
+        Command::Logout(args) => cmd_registry::logout(args),
         Command::Images { json } => {
             let builder = Builder::open(&root)?;
             let list = images::list(builder.store())?;
