@@ -230,6 +230,9 @@ impl Solver<'_> {
             state.author = stage.author.clone();
         }
 
+        // History entries of config-only steps that come before any layer get their time once
+        // the stage is done (see `fill_history_times`): index into `state.history`.
+        let first_own_entry = state.history.len();
         for (i, step) in stage.steps.iter().enumerate() {
             if board.canceled.load(Ordering::SeqCst) {
                 return Err(StageError::Canceled);
@@ -245,8 +248,10 @@ impl Solver<'_> {
             });
             let cached = match &step.op {
                 None => {
-                    let created = self.timestamp(state.changed_at);
-                    state.history.push(history(step, created, true));
+                    let created = self.options.source_date_epoch.or(state.changed_at);
+                    let mut entry = history(step, 0, true);
+                    entry.created = created.map(rfc3339);
+                    state.history.push(entry);
                     false
                 }
                 Some(op) => {
@@ -256,6 +261,7 @@ impl Solver<'_> {
             };
             self.events.emit(Event::StepDone { vertex: v, duration: started.elapsed(), cached });
         }
+        fill_history_times(&mut state.history[first_own_entry..], self.options.now);
         Ok(state)
     }
 
@@ -485,6 +491,19 @@ fn stage_dependencies(stage: &Stage) -> Vec<usize> {
 /// The stage's name as progress lines show it.
 pub(crate) fn stage_label(stage: &Stage) -> String {
     stage.name.clone().unwrap_or_else(|| format!("stage-{}", stage.position))
+}
+
+/// Gives config-only entries that had no earlier layer to date them the time of the next
+/// entry that has one (or `now` if none does), so that a fully cached rebuild writes the same
+/// times, and so the same image id, whenever it runs.
+fn fill_history_times(entries: &mut [History], now: i64) {
+    let mut next = rfc3339(now);
+    for entry in entries.iter_mut().rev() {
+        match &entry.created {
+            Some(created) => next = created.clone(),
+            None => entry.created = Some(next.clone()),
+        }
+    }
 }
 
 fn history(step: &Step, created: i64, empty_layer: bool) -> History {
