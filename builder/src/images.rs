@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use crate::BuildError;
 use crate::image::ImageConfigFile;
-use crate::reference::ImageName;
 
 /// One line of `kiln images`.
 #[derive(Debug, Clone, Serialize)]
@@ -78,8 +77,7 @@ pub fn list(store: &ImageStore) -> Result<Vec<ImageSummary>, BuildError> {
 
 /// The manifest and config of image `name`.
 pub fn inspect(store: &ImageStore, name: &str) -> Result<ImageDetails, BuildError> {
-    let key = ImageName::parse(name)?.to_string();
-    let desc = store.resolve(&key)?.ok_or_else(|| BuildError::ImageNotFound(key.clone()))?;
+    let (key, desc) = find(store, name)?;
     let (manifest, manifest_bytes, config_bytes) = load(store, &desc)?;
     Ok(ImageDetails {
         name: key,
@@ -92,6 +90,14 @@ pub fn inspect(store: &ImageStore, name: &str) -> Result<ImageDetails, BuildErro
 
 /// Removes the tag `name`; the blobs stay until garbage collection.
 pub fn remove(store: &ImageStore, name: &str) -> Result<(), BuildError> {
-    let key = ImageName::parse(name)?.to_string();
+    let (key, _) = find(store, name)?;
     if store.untag(&key)? { Ok(()) } else { Err(BuildError::ImageNotFound(key)) }
+}
+
+/// The stored name and manifest for `name` as the user wrote it: `-t` names as written, pulled
+/// images by their short (`busybox`) or fully qualified (`docker.io/library/busybox:latest`) name.
+fn find(store: &ImageStore, name: &str) -> Result<(String, Descriptor), BuildError> {
+    crate::resolver::find_in_store(store, name, None)
+        .map_err(BuildError::Registry)?
+        .ok_or_else(|| BuildError::ImageNotFound(name.to_string()))
 }
