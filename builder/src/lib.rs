@@ -26,6 +26,7 @@ pub mod platform;
 pub mod reference;
 pub mod registry;
 pub mod resolver;
+pub mod sandbox;
 pub mod solver;
 pub mod users;
 

@@ -42,6 +42,7 @@ pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
 }
 
 fn main() -> ExitCode {
+    kiln_builder::sandbox::sandbox_entry_if_requested();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
