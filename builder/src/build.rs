@@ -16,7 +16,8 @@ use kiln_frontend::syntax;
 use oci_spec::image::{Descriptor, MediaType};
 
 use crate::BuildError;
-use crate::context::BuildContext;
+use crate::context::sources::{NamedContexts, Sources};
+use crate::context::{BuildContext, NamedSource};
 use crate::events::{Event, EventSink};
 use crate::export::{Output, write_output};
 use crate::image::{ImageConfigFile, RootFs, manifest, rfc3339};
@@ -60,6 +61,8 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--no-cache-filter`: stages that always run.
     pub no_cache_filter: Vec<String>,
+    /// `--build-context NAME=VALUE`, by name.
+    pub named_contexts: BTreeMap<String, NamedSource>,
 }
 
 impl BuildRequest {
@@ -76,6 +79,7 @@ impl BuildRequest {
             jobs: 0,
             no_cache: false,
             no_cache_filter: Vec::new(),
+            named_contexts: BTreeMap::new(),
         }
     }
 }
@@ -131,6 +135,8 @@ impl Builder {
         req: &BuildRequest,
         events: &dyn EventSink,
     ) -> Result<BuildResult, BuildError> {
+        // Keeps `kiln cache prune` from removing what this build uses, until it returns.
+        let _gc = kiln_cache::gc::GcLock::build(&self.root)?;
         let now = unix_now();
         let context = BuildContext::open(&req.context_dir, req.dockerfile.path.as_deref())?;
         let dockerfile = syntax::parse(&req.dockerfile.name, &req.dockerfile.text)?;
@@ -141,12 +147,19 @@ impl Builder {
             target: req.target.clone(),
             target_platform: platform.to_string(),
             build_platform: platform.to_string(),
+            named_contexts: req
+                .named_contexts
+                .iter()
+                .map(|(name, source)| (name.clone(), source.for_lowering()))
+                .collect(),
         };
         let graph = lower(&dockerfile, &options, &resolver)?;
         for warning in &graph.warnings {
             events.emit(Event::Warning(warning.to_string()));
         }
         let hasher = ContextHasher::new(&context, &self.root)?;
+        let named = NamedContexts::prepare(&req.named_contexts, &self.root.join("tmp"))?;
+        let sources = Sources::new(&self.root, &named)?;
         let jobs = if req.jobs == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
@@ -165,12 +178,14 @@ impl Builder {
             resolver: &resolver,
             context: &context,
             hasher: &hasher,
+            sources: &sources,
             events,
             options: &solve_options,
             file: &req.dockerfile.name,
         };
         let solved = solver.solve();
         hasher.save();
+        sources.save();
         let results = solved?;
         let target = &graph.stages[graph.target];
         let state = &results[graph.target];

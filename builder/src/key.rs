@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::context::{BuildContext, ContextError};
 
 /// Changes whenever keys computed by an older kiln must stop matching.
-pub const KEY_VERSION: &str = "kiln-key-v1";
+pub const KEY_VERSION: &str = "kiln-key-v2";
 
 /// Key of the empty filesystem (`FROM scratch`).
 pub fn scratch() -> Digest {
@@ -28,6 +28,24 @@ pub fn scratch() -> Digest {
 /// Key of a base image, by manifest digest (a tag resolves to the digest first).
 pub fn image(manifest_digest: &Digest) -> Digest {
     key_of(&json!({ "v": KEY_VERSION, "base": "image", "manifest": manifest_digest.to_string() }))
+}
+
+/// The parent of a `--link` step's key: its layer is made on an empty filesystem, so the
+/// stage's state does not go into it (see [`after_link`]).
+pub fn link_base() -> Digest {
+    key_of(&json!({ "v": KEY_VERSION, "base": "link" }))
+}
+
+/// Key of the state after a `--link` layer whose own key is `layer_key` is applied on
+/// `parent`: the layer is shared by every parent, the resulting states are not.
+pub fn after_link(parent: &Digest, layer_key: &Digest) -> Digest {
+    step(parent, json!({ "apply-link": layer_key.to_string() }), &[])
+}
+
+/// Key input for a git source: the commit, and what of it is copied.
+pub fn git_source(commit: &str, subdir: Option<&str>, keep_git_dir: bool) -> Digest {
+    let doc = json!({ "commit": commit, "subdir": subdir, "keep_git_dir": keep_git_dir });
+    key_of(&doc)
 }
 
 /// Key of a step: `op` applied on `parent`, reading `inputs` (other states' keys or content
@@ -57,6 +75,28 @@ struct Item {
     detail: String,
 }
 
+/// One entry of a selection to digest ([`ContextHasher::digest_items`]).
+#[derive(Debug, Clone)]
+pub struct HashItem {
+    /// Where it lands (any text that differs when the place differs).
+    pub path: String,
+    /// `file`, `dir`, `symlink`, ...
+    pub kind: &'static str,
+    /// Permission bits.
+    pub mode: u32,
+    /// What else identifies it (a link target, the digest of in-memory content).
+    pub detail: String,
+    /// A file on disk whose content digest is added (through the stat cache).
+    pub file: Option<(PathBuf, std::fs::Metadata)>,
+}
+
+impl HashItem {
+    /// An item without file content.
+    pub fn new(path: String, kind: &'static str, mode: u32, detail: String) -> HashItem {
+        HashItem { path, kind, mode, detail, file: None }
+    }
+}
+
 impl<'a> ContextHasher<'a> {
     /// A hasher for `context`, with its stat cache loaded from the kiln root.
     pub fn new(
@@ -65,6 +105,29 @@ impl<'a> ContextHasher<'a> {
     ) -> Result<Self, kiln_cache::Error> {
         let stat = StatCache::load(root, context.root())?;
         Ok(ContextHasher { context, stat: Mutex::new(stat) })
+    }
+
+    /// The context this hasher reads.
+    pub fn context(&self) -> &'a BuildContext {
+        self.context
+    }
+
+    /// The digest of `items` in order; files' contents are digested (in parallel, through the
+    /// stat cache) and added to their `detail`.
+    pub fn digest_items(&self, items: Vec<HashItem>) -> Result<Digest, ContextError> {
+        let mut files = Vec::new();
+        let mut list: Vec<Item> = Vec::with_capacity(items.len());
+        for (i, h) in items.into_iter().enumerate() {
+            if let Some((path, meta)) = h.file {
+                files.push((i, path, meta));
+            }
+            list.push(Item { path: h.path, kind: h.kind, mode: h.mode, detail: h.detail });
+        }
+        let digests = self.file_digests(&files)?;
+        for ((index, _, _), digest) in files.iter().zip(digests) {
+            list[*index].detail.push_str(&digest.to_string());
+        }
+        Ok(combine(&list))
     }
 
     /// The digest of everything `sources` (COPY source patterns) select: paths as they will be
@@ -108,16 +171,7 @@ impl<'a> ContextHasher<'a> {
         for ((index, _, _), digest) in files.iter().zip(digests) {
             items[*index].detail = digest.to_string();
         }
-        let mut d = Digester::new();
-        for item in &items {
-            // Length-prefixed fields: no two different lists hash alike.
-            for field in [item.path.as_str(), item.kind, &format!("{:o}", item.mode), &item.detail]
-            {
-                d.update(&(field.len() as u64).to_le_bytes());
-                d.update(field.as_bytes());
-            }
-        }
-        Ok(d.finish())
+        Ok(combine(&items))
     }
 
     /// Content digests of `files`: from the stat cache when unchanged, else read (in parallel).
@@ -154,6 +208,18 @@ impl<'a> ContextHasher<'a> {
         let mut stat = self.stat.lock().unwrap_or_else(|p| p.into_inner());
         let _ = stat.save();
     }
+}
+
+/// One digest of a list of items: length-prefixed fields, so no two different lists hash alike.
+fn combine(items: &[Item]) -> Digest {
+    let mut d = Digester::new();
+    for item in items {
+        for field in [item.path.as_str(), item.kind, &format!("{:o}", item.mode), &item.detail] {
+            d.update(&(field.len() as u64).to_le_bytes());
+            d.update(field.as_bytes());
+        }
+    }
+    d.finish()
 }
 
 fn io_error(path: &std::path::Path, source: std::io::Error) -> ContextError {

@@ -7,6 +7,8 @@
 //! process or another — that need the same state produce it once) and records the result. The
 //! first failure cancels the rest: stages waiting give up, running ones stop at the next step.
 
+mod sources;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -19,9 +21,11 @@ use kiln_frontend::graph::{Base, BuildGraph, CopyOp, CopySource, MkdirOp, Op, St
 use kiln_frontend::{Diagnostic, Span};
 use serde_json::json;
 
+use self::sources::{copy_digest, key_parent, state_key_after};
 use crate::BuildError;
 use crate::build::Builder;
 use crate::context::BuildContext;
+use crate::context::sources::Sources;
 use crate::events::{Event, EventSink};
 use crate::fsview::LayeredView;
 use crate::image::{History, rfc3339};
@@ -109,6 +113,8 @@ pub(crate) struct Solver<'a> {
     pub resolver: &'a StoreResolver<'a>,
     pub context: &'a BuildContext,
     pub hasher: &'a ContextHasher<'a>,
+    /// Named contexts, downloads and git checkouts.
+    pub sources: &'a Sources<'a>,
     pub events: &'a dyn EventSink,
     pub options: &'a SolveOptions,
     /// The Dockerfile's name, for diagnostics.
@@ -201,6 +207,7 @@ impl Solver<'_> {
             Base::Scratch => "FROM scratch".to_string(),
             Base::Image(img) => format!("FROM {}", img.reference),
             Base::Stage(i) => format!("FROM {}", stage_label(&self.graph.stages[*i])),
+            Base::Named(name) => format!("FROM {name} (build context)"),
         };
         self.events.emit(Event::StepStarted {
             vertex: v,
@@ -223,6 +230,10 @@ impl Solver<'_> {
                 let _slot = slots.acquire();
                 self.import_layers(&loaded).map_err(|e| self.error(stage.span, "FROM", e))?;
                 image_state(&loaded).map_err(|e| self.error(stage.span, "FROM", e))?
+            }
+            Base::Named(name) => {
+                let _slot = slots.acquire();
+                self.named_base(name).map_err(|e| self.error(stage.span, "FROM", e))?
             }
         };
         self.events.emit(Event::StepDone { vertex: v, duration: started.elapsed(), cached: false });
@@ -318,7 +329,7 @@ impl Solver<'_> {
         }
         let created = self.timestamp(Some(record.created));
         state.history.push(history(step, created, empty));
-        state.key = key;
+        state.key = state_key_after(op, &state.key, key);
         Ok(cached)
     }
 
@@ -332,9 +343,7 @@ impl Solver<'_> {
         match op {
             Op::Copy(copy) => {
                 let (from, input) = match &copy.from {
-                    CopySource::Context => {
-                        ("context", self.hasher.digest(&copy.sources).map_err(|e| e.to_string())?)
-                    }
+                    CopySource::Context => ("context", copy_digest(self.hasher, copy)?),
                     CopySource::Stage(i) => {
                         let result = done[*i].as_ref().ok_or("source stage has no result")?;
                         ("stage", result.key.clone())
@@ -344,12 +353,15 @@ impl Solver<'_> {
                             self.resolver.loaded(&img.id).ok_or("image was not resolved")?;
                         ("image", key::image(&loaded.manifest_digest))
                     }
+                    CopySource::Named(name) => ("named", self.named_digest(name, copy)?),
                 };
-                Ok(key::step(parent, copy_description(copy, from), &[input]))
+                let parent = key_parent(copy.link, copy.chown.as_deref(), parent);
+                Ok(key::step(&parent, copy_description(copy, from), &[input]))
             }
             Op::Mkdir(MkdirOp { path, owner }) => {
                 Ok(key::step(parent, json!({ "mkdir": path, "owner": owner }), &[]))
             }
+            Op::Add(add) => self.add_key(add, parent),
             other => Err(format!("{other:?} is not supported yet")),
         }
     }
@@ -385,9 +397,13 @@ impl Solver<'_> {
                         source_view = self.view(&image_state(&loaded)?.layers)?;
                         CopyFrom::View(&source_view)
                     }
+                    CopySource::Named(name) => CopyFrom::Context(self.named_context(name)?),
                 };
                 let now = self.timestamp(None);
-                let inputs = CopyInputs { from, dest_view: &dest_view, owner, now };
+                // --link: the layer is made on an empty filesystem.
+                let empty = LayeredView::default();
+                let dest_view = if copy.link { &empty } else { &dest_view };
+                let inputs = CopyInputs { from, dest_view, owner, now };
                 plan_copy(copy, &inputs).map_err(|e| e.to_string())
             }
             Op::Mkdir(mkdir) => {
@@ -404,6 +420,7 @@ impl Solver<'_> {
                 plan_mkdir(&mkdir.path, &dest_view, owner, self.timestamp(None))
                     .map_err(|e| e.to_string())
             }
+            Op::Add(add) => self.plan_add(add, &dest_view),
             other => Err(format!("{other:?} is not supported yet")),
         }
     }

@@ -23,23 +23,25 @@ use crate::store::ImageStore;
 pub struct GcLock;
 
 impl GcLock {
-    fn path(root: &Path) -> PathBuf {
-        root.join("gc.lock")
+    fn path(root: &Path) -> Result<PathBuf> {
+        // A root that does not exist yet is an empty one.
+        std::fs::create_dir_all(root).ctx("create directory", root)?;
+        Ok(root.join("gc.lock"))
     }
 
     /// Held (shared) by a build from start to end.
     pub fn build(root: &Path) -> Result<FileLock> {
-        FileLock::shared(&Self::path(root))
+        FileLock::shared(&Self::path(root)?)
     }
 
     /// Held (exclusive) while pruning or repairing: waits for running builds.
     pub fn exclusive(root: &Path) -> Result<FileLock> {
-        FileLock::exclusive(&Self::path(root))
+        FileLock::exclusive(&Self::path(root)?)
     }
 
     /// The exclusive lock if no build runs right now.
     pub fn try_exclusive(root: &Path) -> Result<Option<FileLock>> {
-        FileLock::try_exclusive(&Self::path(root))
+        FileLock::try_exclusive(&Self::path(root)?)
     }
 }
 

@@ -109,7 +109,15 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub registry: crate::cmd_registry::BuildRegistryArgs,
 
-    /// The build context directory.
+    /// An extra named context for FROM, COPY --from and RUN --mount=from=: NAME=DIR,
+    /// NAME=ARCHIVE, NAME=URL, NAME=GIT-URL, NAME=docker-image://REF,
+    /// NAME=oci-layout://PATH[:TAG], NAME=target:STAGE. Repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+
+    /// The build context: a directory, a tar archive (plain, gzip, bzip2, xz, zstd), `-` (a
+    /// tar archive or a Dockerfile on stdin), the URL of a tar archive, or a git repository
+    /// (`https://host/repo.git#ref:dir`, `git@host:repo`, `file:///path#ref`).
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use kiln_builder::context::{ContextSource, NamedSource, PreparedContext};
 use kiln_builder::export::Output;
 use kiln_builder::reference::ImageName;
 use kiln_builder::{BuildRequest, Builder, DockerfileInput};
@@ -17,10 +18,20 @@ use crate::usage;
 /// Runs `kiln build` with `args` in the kiln root `root`.
 pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     let started = Instant::now();
-    let context_dir = PathBuf::from(&args.context);
-    if !context_dir.is_dir() {
-        bail!(usage(format!("build context {} is not a directory", context_dir.display())));
+    let source = ContextSource::parse(&args.context.to_string_lossy());
+    match &source {
+        ContextSource::Dir(dir) if !dir.is_dir() => {
+            bail!(usage(format!(
+                "build context {} is neither a directory nor a tar archive",
+                dir.display()
+            )));
+        }
+        ContextSource::Stdin if args.file.as_deref() == Some("-") => {
+            bail!(usage("the build context and the Dockerfile cannot both come from stdin"));
+        }
+        _ => {}
     }
+    let named_contexts = named_contexts(&args.build_contexts)?;
     let tags = args
         .tags
         .iter()
@@ -31,7 +42,23 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         .iter()
         .map(|o| Output::parse(o).map_err(|e| usage(e.to_string())))
         .collect::<Result<Vec<_>>>()?;
-    let dockerfile = read_dockerfile(&context_dir, args.file.as_deref())?;
+    // A fetched or extracted context lives under ROOT/tmp: keep `kiln cache prune` away from it.
+    let gc_guard = kiln_cache::gc::GcLock::build(root)?;
+    // Held until the build is over: a fetched or extracted context is removed when it drops.
+    let prepared = PreparedContext::prepare(&source, &root.join("tmp"), &mut std::io::stdin())
+        .map_err(|e| usage(e.to_string()))?;
+    let context_dir = prepared.dir.clone();
+    let in_context = !matches!(source, ContextSource::Dir(_));
+    let dockerfile = match (&prepared.dockerfile, args.file.as_deref()) {
+        (Some(text), None) => {
+            DockerfileInput { name: "Dockerfile".to_string(), path: None, text: text.clone() }
+        }
+        (Some(_), Some(_)) => bail!(usage(format!(
+            "{} is a Dockerfile, not a context, so -f cannot name another Dockerfile",
+            args.context.display()
+        ))),
+        (None, file) => read_dockerfile(&context_dir, file, in_context)?,
+    };
     let build_args = build_args(&args.build_args);
     let mut request = BuildRequest::new(context_dir, dockerfile);
     request.source_date_epoch = source_date_epoch(&build_args)?;
@@ -42,6 +69,7 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     request.jobs = args.jobs;
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.clone();
+    request.named_contexts = named_contexts;
 
     crate::cmd_registry::install_for_build(&args.registry)?;
     let builder = Builder::open(root)?;
@@ -77,6 +105,8 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
             .with_context(|| format!("writing --metadata-file {}", file.display()))?;
     }
     crate::cmd_registry::push_after_build(root, &args.registry, &request.tags, &result)?;
+    drop(prepared);
+    drop(gc_guard);
     println!("{}", result.config_digest);
     // A size limit is kept after the build, never during it.
     match crate::cmd_cache::auto_prune(root) {
@@ -122,9 +152,26 @@ fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64
     }
 }
 
+/// `--build-context NAME=VALUE`s, by name.
+fn named_contexts(raw: &[String]) -> Result<BTreeMap<String, NamedSource>> {
+    let mut out = BTreeMap::new();
+    for spec in raw {
+        let (name, source) = NamedSource::parse(spec).map_err(|e| usage(e.to_string()))?;
+        if out.insert(name.clone(), source).is_some() {
+            bail!(usage(format!("--build-context {name}=... is given twice")));
+        }
+    }
+    Ok(out)
+}
+
 /// Finds and reads the Dockerfile: `-f FILE`, `-f -` (stdin), else `Containerfile` then
-/// `Dockerfile` in the context.
-fn read_dockerfile(context: &Path, file: Option<&str>) -> Result<DockerfileInput> {
+/// `Dockerfile` in the context. With `in_context` (a context fetched or extracted from an
+/// archive), a relative `-f` names a file of the context, as `docker build` has it.
+fn read_dockerfile(
+    context: &Path,
+    file: Option<&str>,
+    in_context: bool,
+) -> Result<DockerfileInput> {
     match file {
         Some("-") => {
             let mut text = String::new();
@@ -133,10 +180,15 @@ fn read_dockerfile(context: &Path, file: Option<&str>) -> Result<DockerfileInput
                 .context("reading the Dockerfile from stdin")?;
             Ok(DockerfileInput { name: "Dockerfile".to_string(), path: None, text })
         }
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("cannot read Dockerfile {path}: {e}")))?;
-            Ok(DockerfileInput { name: path.to_string(), path: Some(PathBuf::from(path)), text })
+        Some(name) => {
+            let path = if in_context && !name.starts_with('/') {
+                context.join(name)
+            } else {
+                PathBuf::from(name)
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| usage(format!("cannot read Dockerfile {name}: {e}")))?;
+            Ok(DockerfileInput { name: name.to_string(), path: Some(path), text })
         }
         None => {
             for name in ["Containerfile", "Dockerfile"] {

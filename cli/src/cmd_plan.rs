@@ -69,6 +69,7 @@ pub fn run(root: &Path, args: PlanArgs) -> Result<()> {
         target: args.target.clone(),
         target_platform: platform.to_string(),
         build_platform: platform.to_string(),
+        named_contexts: Default::default(),
     };
     let graph = lower(&df, &options, &resolver)
         .map_err(|d| anyhow::anyhow!("{}", d.render(&source.text)))?;

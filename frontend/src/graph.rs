@@ -60,6 +60,9 @@ pub enum Base {
     Image(Box<ResolvedImage>),
     /// The result of an earlier stage (index into [`BuildGraph::stages`]).
     Stage(usize),
+    /// A `--build-context NAME=…` of files (a directory, git repository or tarball), by name:
+    /// the stage starts with those files as its only layer and the config of `FROM scratch`.
+    Named(String),
 }
 
 /// One instruction of a stage, as it affects the image.
@@ -135,6 +138,9 @@ pub enum CopySource {
     Stage(usize),
     /// `--from=IMAGE`: an image found by the [`ImageResolver`].
     Image(Box<ResolvedImage>),
+    /// `--from=NAME` naming a `--build-context` of files (read like the build context, with
+    /// that context's own `.dockerignore`).
+    Named(String),
 }
 
 /// `WORKDIR` after expansion.
@@ -224,6 +230,8 @@ pub enum MountSource {
     Stage(usize),
     /// An image found by the [`ImageResolver`].
     Image(Box<ResolvedImage>),
+    /// A `--build-context` of files, by name (`from=NAME`).
+    Named(String),
 }
 
 /// `RUN --mount=type=cache,sharing=...`.

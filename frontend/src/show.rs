@@ -11,6 +11,7 @@ fn base(b: &Base) -> String {
         Base::Scratch => "scratch".to_string(),
         Base::Stage(i) => format!("stage {i}"),
         Base::Image(img) => format!("image {} ({})", img.reference, img.id),
+        Base::Named(name) => format!("build context {name:?}"),
     }
 }
 

@@ -111,6 +111,28 @@ pub enum ContextError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A context given as a URL could not be downloaded.
+    #[error("build context: {0}")]
+    Http(#[from] super::http::HttpError),
+    /// A context given as a git repository could not be fetched.
+    #[error("build context: {0}")]
+    Git(#[from] super::git::GitError),
+    /// A context given as a tar archive (file, stdin or download) is not one, or is broken.
+    #[error("build context {what}: {reason}")]
+    Archive {
+        /// The file, `stdin` or the URL.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `--build-context` value that kiln cannot use.
+    #[error("--build-context {spec:?}: {reason}")]
+    NamedSpec {
+        /// The value as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn not_found_message(

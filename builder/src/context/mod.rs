@@ -1,4 +1,6 @@
-//! The build context: a directory read in place, filtered by `.dockerignore`.
+//! The build context: a directory read in place, filtered by `.dockerignore`; and where
+//! contexts and other sources come from ([`spec`]: directories, stdin, tar archives, URLs, git;
+//! [`sources`]: named contexts, `ADD` downloads and git checkouts).
 //!
 //! [`BuildContext::open`] finds the ignore file and parses it ([`ignore`]);
 //! [`BuildContext::resolve_sources`] turns a COPY source as written into the entries it names
@@ -7,11 +9,18 @@
 //! context transfer; an excluded directory that holds a re-included (`!`) path stays visible
 //! for that path's sake, with only the re-included contents.
 
+pub mod compress;
 mod error;
+pub mod exclude;
+pub mod git;
 mod glob;
+pub mod http;
 pub mod ignore;
 mod paths;
 mod resolve;
+mod scratch;
+pub mod sources;
+pub mod spec;
 mod walk;
 
 use std::fs::{self, FileType, Metadata};
@@ -21,6 +30,8 @@ use std::path::{Path, PathBuf};
 pub use error::{ContextError, Exclusion};
 pub use glob::{PatternError, has_wildcard, match_segment};
 pub use ignore::{IgnoreError, IgnoreRules};
+pub use scratch::Scratch;
+pub use spec::{ContextSource, NamedSource, PreparedContext};
 
 /// A build context directory with its ignore rules.
 #[derive(Debug, Clone)]

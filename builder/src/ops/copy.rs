@@ -1,17 +1,24 @@
 //! `COPY`: turns a [`CopyOp`] into the entries of one layer.
 //!
-//! Sources come from the build context or from another filesystem (a stage or an image, seen
-//! through a [`LayeredView`]); the destination is checked against the stage's current view so
-//! that existing directories (and symlinks to them) are copied into, as `docker build` does.
+//! Sources come from the build context (or a named context) or from another filesystem (a
+//! stage or an image, seen through a [`LayeredView`]); the destination is checked against the
+//! stage's current view so that existing directories (and symlinks to them) are copied into,
+//! as `docker build` does. With `--link` the caller passes an empty view: the layer is made
+//! as if on an empty filesystem, so it does not depend on the stage's content.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use kiln_cache::layer::{EntryKind, FileSource, LayerEntry};
+use kiln_cache::digest::Digest;
+use kiln_cache::layer::{EntryKind, LayerEntry};
 use kiln_frontend::graph::CopyOp;
 
+use super::gather::{Gather, context_sources, view_sources};
+use super::place::{Placement, Source, place};
 use crate::context::BuildContext;
-use crate::fsview::{LayeredView, ViewEntry};
+use crate::context::exclude::Excludes;
+use crate::fsview::LayeredView;
+use crate::key::ContextHasher;
 use crate::users::Owner;
 
 /// Where `COPY` reads its sources.
@@ -66,9 +73,48 @@ pub enum CopyError {
         /// The pattern.
         pattern: String,
     },
+    /// Several sources (or wildcard matches) onto a destination that is not a directory.
+    #[error(
+        "{count} sources ({sources}) are copied, so the destination {dest:?} must be a \
+         directory: end it with a slash ({dest}/)"
+    )]
+    SeveralSources {
+        /// `COPY` or `ADD`.
+        instr: &'static str,
+        /// How many sources.
+        count: usize,
+        /// The sources as written.
+        sources: String,
+        /// The destination.
+        dest: String,
+    },
+    /// A hard link (in an archive) to something that is not an earlier file of it.
+    #[error("{source_path}: hard link {link} points to {target}, which is not a file it holds")]
+    BadHardlink {
+        /// The archive.
+        source_path: String,
+        /// The link's path in the layer.
+        link: String,
+        /// What it points to.
+        target: String,
+    },
+    /// An `--exclude` pattern that is not valid.
+    #[error("--exclude: {0}")]
+    Exclude(#[from] crate::context::IgnoreError),
+    /// An archive that cannot be read.
+    #[error("{what}: {reason}")]
+    Archive {
+        /// The archive as written.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A download or git checkout failed.
+    #[error("{0}")]
+    Fetch(String),
 }
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CopyError {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CopyError {
     let what = what.into();
     move |source| CopyError::Io { what, source }
 }
@@ -77,7 +123,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CopyError {
 pub struct CopyInputs<'a> {
     /// Where sources come from.
     pub from: CopyFrom<'a>,
-    /// The stage's filesystem before this step.
+    /// The stage's filesystem before this step (an empty view for `--link`).
     pub dest_view: &'a LayeredView,
     /// `--chown`, resolved.
     pub owner: Option<Owner>,
@@ -85,134 +131,76 @@ pub struct CopyInputs<'a> {
     pub now: i64,
 }
 
-/// One thing to copy: a file, directory or symlink, at a path relative to the copy's target.
-struct Item {
-    /// Path under the target (empty for the target itself).
-    rel: String,
-    kind: ItemKind,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
-}
-
-enum ItemKind {
-    Dir,
-    File { source: FileSource, size: u64 },
-    Symlink(String),
-}
-
-/// A top-level source after wildcard expansion: its base name and its items.
-struct Source {
-    /// Name as written, for messages.
-    written: String,
-    base_name: String,
-    is_dir: bool,
-    items: Vec<Item>,
-}
-
 /// Computes the layer entries of `op`.
 pub fn plan_copy(op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<Vec<LayerEntry>, CopyError> {
+    let excludes = Excludes::new(&op.exclude)?;
+    let g = Gather { parents: op.parents, excludes: excludes.as_ref(), now: inputs.now };
     let mut sources = Vec::new();
     for pattern in &op.sources {
         match inputs.from {
-            CopyFrom::Context(ctx) => sources.extend(context_sources(ctx, pattern)?),
-            CopyFrom::View(view) => sources.extend(view_sources(view, pattern)?),
+            CopyFrom::Context(ctx) => sources.extend(context_sources(ctx, pattern, g)?),
+            CopyFrom::View(view) => sources.extend(view_sources(view, pattern, g)?),
         }
     }
-    for (name, content) in &op.inline {
-        let bytes = content.as_bytes().to_vec();
-        let size = bytes.len() as u64;
-        sources.push(Source {
-            written: name.clone(),
-            base_name: name.clone(),
-            is_dir: false,
-            items: vec![Item {
-                rel: String::new(),
-                kind: ItemKind::File { source: FileSource::Bytes(bytes), size },
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: inputs.now,
-            }],
-        });
-    }
-    let from_context = matches!(inputs.from, CopyFrom::Context(_));
-
-    let view = inputs.dest_view;
-    let dest = view.resolve(&op.dest, true).map_err(io_err(format!("destination {}", op.dest)))?;
-    let existing = view.lookup(&dest).map_err(io_err(format!("destination {dest}")))?;
-    let dest_exists_as_dir = existing.as_ref().is_some_and(|e| e.metadata.is_dir());
-    let into_dir = op.dest_is_dir || sources.len() > 1 || dest_exists_as_dir;
-
-    let mut entries: BTreeMap<String, LayerEntry> = BTreeMap::new();
-    let created_owner = inputs.owner.unwrap_or_default();
-    let add_parents = |entries: &mut BTreeMap<String, LayerEntry>, dir: &str| {
-        add_directory_chain(entries, view, dir, created_owner, inputs.now)
+    sources.extend(inline_sources(&op.inline, inputs.now));
+    // An octal `--chmod` is a symbolic-free mode too: both forms apply per path.
+    let octal = op.chmod.map(|bits| kiln_frontend::graph::FileMode::Octal { bits });
+    let chmod = op.chmod_mode.as_ref().or(octal.as_ref());
+    let placement = Placement {
+        instr: "COPY",
+        dest: &op.dest,
+        dest_is_dir: op.dest_is_dir,
+        view: inputs.dest_view,
+        owner: inputs.owner,
+        chmod,
+        now: inputs.now,
     };
-
-    for source in sources {
-        let target = if source.is_dir {
-            // A directory's contents go into the destination, which becomes a directory.
-            if let Some(e) = view.lookup(&dest).map_err(io_err(dest.clone()))?
-                && !e.metadata.is_dir()
-            {
-                return Err(CopyError::DirOntoFile { source_path: source.written, dest });
-            }
-            dest.clone()
-        } else if into_dir {
-            join(&dest, &source.base_name)
-        } else {
-            dest.clone()
-        };
-        let target_parent = if source.is_dir { target.clone() } else { parent(&target) };
-        add_parents(&mut entries, &target_parent)?;
-        for item in source.items {
-            let path = if item.rel.is_empty() { target.clone() } else { join(&target, &item.rel) };
-            if item.rel.is_empty() && source.is_dir {
-                // The target directory itself: created like a parent, or kept as it is.
-                continue;
-            }
-            let (uid, gid) = match inputs.owner {
-                Some(o) => (o.uid, o.gid),
-                None if from_context => (0, 0),
-                None => (item.uid, item.gid),
-            };
-            let (kind, mode) = match item.kind {
-                ItemKind::Dir => (EntryKind::Dir, chmod(op, item.mode, true)),
-                ItemKind::File { source, size } => {
-                    (EntryKind::File { source, size }, chmod(op, item.mode, false))
-                }
-                ItemKind::Symlink(target) => (EntryKind::Symlink { target }, 0o777),
-            };
-            let key = path.trim_start_matches('/').to_string();
-            if key.is_empty() {
-                continue;
-            }
-            entries.insert(
-                key.clone(),
-                LayerEntry {
-                    path: key,
-                    kind,
-                    mode,
-                    uid,
-                    gid,
-                    mtime: item.mtime,
-                    xattrs: BTreeMap::new(),
-                },
-            );
-        }
-    }
-    Ok(entries.into_values().collect())
+    place(sources, &placement)
 }
 
-/// The mode a copied path gets: `--chmod` (octal or symbolic) applied to its own mode.
-fn chmod(op: &CopyOp, mode: u32, is_dir: bool) -> u32 {
-    match (&op.chmod_mode, op.chmod) {
-        (Some(m), _) => m.apply(mode, is_dir),
-        (None, Some(bits)) => bits,
-        (None, None) => mode,
+/// Heredoc sources (`COPY <<EOF /dest`): files of mode 0644 made at `now`.
+pub(crate) fn inline_sources(inline: &[(String, String)], now: i64) -> Vec<Source> {
+    inline
+        .iter()
+        .map(|(name, content)| {
+            let bytes = content.as_bytes().to_vec();
+            let size = bytes.len() as u64;
+            let mut item = super::place::Item::new_dir(String::new(), now);
+            item.kind = super::place::ItemKind::File {
+                source: kiln_cache::layer::FileSource::Bytes(bytes),
+                size,
+            };
+            item.mode = 0o644;
+            Source {
+                written: name.clone(),
+                base_name: name.clone(),
+                contents: false,
+                keep_owner: false,
+                chmod: true,
+                items: vec![item],
+            }
+        })
+        .collect()
+}
+
+/// The digest of what `sources` select in the context of `hasher` with `--parents` and
+/// `--exclude` as given: paths as they will be copied, types, permission bits, file contents,
+/// link targets and which files are hard links of each other (not mtimes or owners).
+pub fn context_digest(
+    hasher: &ContextHasher<'_>,
+    sources: &[String],
+    parents: bool,
+    exclude: &[String],
+) -> Result<Digest, CopyError> {
+    let excludes = Excludes::new(exclude)?;
+    let g = Gather { parents, excludes: excludes.as_ref(), now: 0 };
+    let mut gathered = Vec::new();
+    for (i, pattern) in sources.iter().enumerate() {
+        for source in context_sources(hasher.context(), pattern, g)? {
+            gathered.push((i, source));
+        }
     }
+    Ok(super::hash::digest_sources(hasher, &gathered)?)
 }
 
 /// Adds `dir` and its ancestors: existing ones with their current metadata, missing ones created.
@@ -258,175 +246,4 @@ pub(crate) fn add_directory_chain(
         entries.insert(key, entry);
     }
     Ok(())
-}
-
-fn context_sources(ctx: &BuildContext, pattern: &str) -> Result<Vec<Source>, CopyError> {
-    let mut out = Vec::new();
-    for entry in ctx.resolve_sources(pattern)? {
-        let base_name = base_name(&entry.rel_path);
-        let meta = &entry.metadata;
-        let mut items = vec![Item {
-            rel: String::new(),
-            kind: if entry.is_dir {
-                ItemKind::Dir
-            } else {
-                ItemKind::File {
-                    source: FileSource::Path(entry.abs_path.clone()),
-                    size: meta.len(),
-                }
-            },
-            mode: meta.permissions().mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mtime: meta.mtime(),
-        }];
-        if entry.is_dir {
-            for w in ctx.walk(&entry)? {
-                let m = &w.metadata;
-                let kind = if m.is_dir() {
-                    ItemKind::Dir
-                } else if m.file_type().is_symlink() {
-                    let target = std::fs::read_link(&w.abs_path)
-                        .map_err(io_err(w.abs_path.display().to_string()))?;
-                    ItemKind::Symlink(target.to_string_lossy().into_owned())
-                } else if m.is_file() {
-                    ItemKind::File { source: FileSource::Path(w.abs_path.clone()), size: m.len() }
-                } else {
-                    // Sockets, FIFOs and devices in a context are not copied (as BuildKit).
-                    continue;
-                };
-                items.push(Item {
-                    rel: w.rel_to_source.clone(),
-                    kind,
-                    mode: m.permissions().mode() & 0o7777,
-                    uid: m.uid(),
-                    gid: m.gid(),
-                    mtime: m.mtime(),
-                });
-            }
-        }
-        out.push(Source { written: pattern.to_string(), base_name, is_dir: entry.is_dir, items });
-    }
-    Ok(out)
-}
-
-fn view_sources(view: &LayeredView, pattern: &str) -> Result<Vec<Source>, CopyError> {
-    let mut out = Vec::new();
-    for path in expand_in_view(view, pattern)? {
-        let resolved = view.resolve(&path, true).map_err(io_err(path.clone()))?;
-        let Some(top) = view.lookup(&resolved).map_err(io_err(path.clone()))? else {
-            return Err(CopyError::NotFound { source_path: pattern.to_string(), place: "stage" });
-        };
-        let is_dir = top.metadata.is_dir();
-        let mut items = vec![view_item(String::new(), &top)?];
-        if is_dir {
-            walk_view(view, &resolved, "", &mut items)?;
-        }
-        out.push(Source {
-            written: pattern.to_string(),
-            base_name: base_name(&path),
-            is_dir,
-            items,
-        });
-    }
-    Ok(out)
-}
-
-fn view_item(rel: String, e: &ViewEntry) -> Result<Item, CopyError> {
-    let m = &e.metadata;
-    let kind = if m.is_dir() {
-        ItemKind::Dir
-    } else if m.file_type().is_symlink() {
-        let target =
-            std::fs::read_link(&e.host_path).map_err(io_err(e.host_path.display().to_string()))?;
-        ItemKind::Symlink(target.to_string_lossy().into_owned())
-    } else {
-        ItemKind::File { source: FileSource::Path(e.host_path.clone()), size: m.len() }
-    };
-    Ok(Item {
-        rel,
-        kind,
-        mode: m.permissions().mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
-        mtime: m.mtime(),
-    })
-}
-
-fn walk_view(
-    view: &LayeredView,
-    dir: &str,
-    rel: &str,
-    items: &mut Vec<Item>,
-) -> Result<(), CopyError> {
-    let listing = view.read_dir(dir).map_err(io_err(dir.to_string()))?.unwrap_or_default();
-    for (name, entry) in listing {
-        let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-        let m = &entry.metadata;
-        if !(m.is_dir() || m.is_file() || m.file_type().is_symlink()) {
-            continue;
-        }
-        items.push(view_item(child_rel.clone(), &entry)?);
-        if m.is_dir() {
-            walk_view(view, &join(dir, &name), &child_rel, items)?;
-        }
-    }
-    Ok(())
-}
-
-/// Expands wildcards in `pattern` against the view, component by component.
-fn expand_in_view(view: &LayeredView, pattern: &str) -> Result<Vec<String>, CopyError> {
-    let mut candidates = vec![String::from("/")];
-    for component in pattern.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        let mut next = Vec::new();
-        for base in &candidates {
-            if component == ".." {
-                next.push(parent(base));
-            } else if !crate::context::has_wildcard(component) {
-                next.push(join(base, component));
-            } else {
-                let dir = view.resolve(base, true).map_err(io_err(base.clone()))?;
-                for name in view
-                    .read_dir(&dir)
-                    .map_err(io_err(dir.clone()))?
-                    .unwrap_or_default()
-                    .into_keys()
-                {
-                    let matched = crate::context::match_segment(component, &name)
-                        .map_err(|_| CopyError::BadPattern { pattern: pattern.to_string() })?;
-                    if matched {
-                        next.push(join(base, &name));
-                    }
-                }
-            }
-        }
-        candidates = next;
-    }
-    let mut found = Vec::new();
-    for c in candidates {
-        let resolved = view.resolve(&c, true).map_err(io_err(c.clone()))?;
-        if view.lookup(&resolved).map_err(io_err(c.clone()))?.is_some() {
-            found.push(c);
-        }
-    }
-    if found.is_empty() {
-        return Err(CopyError::NotFound { source_path: pattern.to_string(), place: "stage" });
-    }
-    Ok(found)
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') { format!("{dir}{name}") } else { format!("{dir}/{name}") }
-}
-
-fn parent(path: &str) -> String {
-    match path.trim_end_matches('/').rsplit_once('/') {
-        Some(("", _)) | None => "/".to_string(),
-        Some((p, _)) => p.to_string(),
-    }
-}
-
-fn base_name(path: &str) -> String {
-    let trimmed = path.trim_end_matches('/');
-    trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
 }

@@ -10,7 +10,7 @@ use crate::syntax::{Add, Instruction};
 
 /// A git source: remote, reference (branch, tag, commit) and sub-directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct GitRef {
+pub struct GitRef {
     /// What `git clone` takes.
     pub remote: String,
     /// `#ref`.
@@ -48,7 +48,8 @@ fn url_path(url: &str) -> &str {
 /// Parses a git source the way BuildKit does: `scheme://…` with scheme `ssh`, `git`, or
 /// `http(s)` when the path ends in `.git`, or scp-like `user@host:path`; an optional
 /// `#ref[:subdir]` fragment. `github.com/…` without a scheme and `./`, `../` paths are local.
-pub(crate) fn git_ref(src: &str) -> Option<GitRef> {
+/// kiln also takes `file://` URLs as git repositories (BuildKit has no use for them).
+pub fn git_ref(src: &str) -> Option<GitRef> {
     if src.starts_with("./") || src.starts_with("../") || src.starts_with("github.com/") {
         return None;
     }
@@ -57,7 +58,7 @@ pub(crate) fn git_ref(src: &str) -> Option<GitRef> {
         None => (src, None),
     };
     match scheme(src) {
-        Some(s) if s == "ssh" || s == "git" => {}
+        Some(s) if s == "ssh" || s == "git" || s == "file" => {}
         Some(s) if s == "http" || s == "https" => {
             if !url_path(remote).ends_with(".git") {
                 return None;
@@ -238,6 +239,11 @@ mod tests {
         assert!(git_ref("https://example.com/x.git?a=b").is_some());
         assert!(git_ref("github.com/moby/buildkit").is_none());
         assert!(git_ref("ftp://host/x.git").is_none());
+        let g = git_ref("file:///srv/repo#v1:sub").unwrap();
+        assert_eq!(
+            (g.remote.as_str(), g.reference.as_deref(), g.subdir.as_deref()),
+            ("file:///srv/repo", Some("v1"), Some("sub"))
+        );
         assert!(git_ref("./x.git").is_none());
         assert!(git_ref("src/app").is_none());
         assert!(git_ref("c:/x").is_none());

@@ -17,6 +17,8 @@ pub(crate) enum Resolved {
     Image(Box<ResolvedImage>),
     /// `scratch`.
     Scratch,
+    /// A named build context of files.
+    Named(String),
 }
 
 /// The flags and operands `COPY` and `ADD` share, as written.
@@ -96,7 +98,7 @@ impl StageBuilder<'_, '_> {
     ) -> Result<Option<Resolved>, Diagnostic> {
         let err = |m: String| self.err(span, instr, m);
         let stages = self.sh.stages;
-        match stages::from_value(self.sh.x.file, stages, v, span, what, instr)? {
+        match stages::from_value(self.sh.x.file, stages, self.sh.named, v, span, what, instr)? {
             None => Ok(None),
             Some(FromRef::Stage(p)) if p >= self.pos => {
                 let here = stages[self.pos].label();
@@ -117,6 +119,7 @@ impl StageBuilder<'_, '_> {
                 None => Err(err(format!("internal error: stage {p} was pruned"))),
             },
             Some(FromRef::Scratch) => Ok(Some(Resolved::Scratch)),
+            Some(FromRef::Named(name)) => Ok(Some(Resolved::Named(name))),
             Some(FromRef::Image(reference)) => {
                 let image =
                     self.sh.resolver.resolve(&reference, self.sh.platform.as_deref()).map_err(
@@ -159,6 +162,7 @@ impl StageBuilder<'_, '_> {
             None => CopySource::Context,
             Some(Resolved::Stage(i)) => CopySource::Stage(i),
             Some(Resolved::Image(image)) => CopySource::Image(image),
+            Some(Resolved::Named(name)) => CopySource::Named(name),
             Some(Resolved::Scratch) => {
                 return Err(self.err(
                     flag.span,

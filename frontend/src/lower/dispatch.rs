@@ -30,6 +30,8 @@ pub(crate) struct Shared<'a> {
     pub check: &'a CheckConfig,
     /// All stages of the file.
     pub stages: &'a [StageDef<'a>],
+    /// The named build contexts.
+    pub named: &'a super::named::Named,
     /// Stage position → index in the pruned graph.
     pub index_of: &'a BTreeMap<usize, usize>,
     /// The platform images are resolved for (`None`: the host's).

@@ -16,6 +16,7 @@ mod expand;
 mod gofmt;
 mod lints;
 mod meta;
+mod named;
 mod paths;
 mod pattern;
 mod platform;
@@ -44,7 +45,24 @@ pub struct LowerOptions {
     pub target_platform: String,
     /// The platform of the machine building, `os/arch[/variant]`.
     pub build_platform: String,
+    /// `--build-context NAME=VALUE`, by name: what `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` (and a stage named `NAME`) stand for.
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
+
+/// What a `--build-context` name stands for, as far as lowering is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// An image, by a reference the [`ImageResolver`] resolves (`docker-image://REF` gives
+    /// `REF`; an `oci-layout://PATH[:TAG]` reference is passed as is).
+    Image(String),
+    /// Another stage of the Dockerfile, by name (`target:STAGE`).
+    Stage(String),
+    /// Files the builder provides under this name (a directory, git repository or tarball).
+    Files,
+}
+
+pub use self::add::{GitRef, git_ref as parse_git_ref};
 
 fn option_platform(file: &str, value: &str, what: &str) -> Result<Platform, Diagnostic> {
     if value.is_empty() {
@@ -127,6 +145,7 @@ fn target_position(
 /// Expands every `FROM` with the global ARGs and decides what each stage starts from.
 fn expand_froms(
     x: &Expander<'_>,
+    named: &named::Named,
     stages: &mut [StageDef<'_>],
     globals: &args::Globals,
     predefined: &BTreeMap<String, String>,
@@ -185,18 +204,61 @@ fn expand_froms(
             }
         }
         let lower = image.to_lowercase();
+        let mut image = image;
         let base =
             match stages[..i].iter().rev().find(|s| s.name.as_deref() == Some(lower.as_str())) {
                 Some(s) => BaseRef::Stage(s.position),
                 None if image == "scratch" => BaseRef::Scratch,
-                None => BaseRef::Image,
+                None => match named.get(&image) {
+                    Some(target) => {
+                        let (base, shown) = named_base(x.file, &stages[i], target, &image)?;
+                        image = shown;
+                        base
+                    }
+                    None => BaseRef::Image,
+                },
             };
         let s = &mut stages[i];
         s.image = image;
         s.platform = platform;
         s.base = base;
+        // A stage whose name is a named context is that context: its instructions are not run.
+        if let Some(name) = s.name.clone()
+            && let Some(target) = named.get(&name)
+        {
+            let (base, shown) = named_base(x.file, s, target, &name)?;
+            s.base = base;
+            s.image = shown;
+            s.body.clear();
+        }
     }
     Ok(())
+}
+
+/// The base a named context gives the stage `s`, and the image text to record for it.
+fn named_base(
+    file: &str,
+    s: &StageDef<'_>,
+    target: &named::NamedTarget,
+    name: &str,
+) -> Result<(BaseRef, String), Diagnostic> {
+    Ok(match target {
+        named::NamedTarget::Image(reference) => (BaseRef::Image, reference.clone()),
+        named::NamedTarget::Files(ctx) => (BaseRef::Named(ctx.clone()), name.to_string()),
+        named::NamedTarget::Stage(p) if *p < s.position => (BaseRef::Stage(*p), name.to_string()),
+        named::NamedTarget::Stage(_) => {
+            return Err(Diagnostic::error(
+                file,
+                s.image_span(),
+                format!(
+                    "--build-context {name}=target:…: the stage it names is not above this \
+                     stage ({}), and a stage can only build on stages above it",
+                    s.label()
+                ),
+            )
+            .in_instruction("FROM"));
+        }
+    })
 }
 
 fn resolve_error(file: &str, stages: &[StageDef<'_>], s: &StageDef<'_>, msg: String) -> Diagnostic {
@@ -238,9 +300,10 @@ pub fn lower(
     };
     let predefined = args::predefined(&build_pf, &target_pf, &target_stage, &options.build_args);
     let globals = args::globals(&x, predefined.clone(), &meta, &options.build_args)?;
-    expand_froms(&x, &mut stages, &globals, &predefined, &check, &mut warnings)?;
+    let named = named::Named::new(file, options, &stages)?;
+    expand_froms(&x, &named, &mut stages, &globals, &predefined, &check, &mut warnings)?;
     for s in &stages {
-        stages::deps(file, &stages, s, &stages::local_triggers(&stages, s))?;
+        stages::deps(file, &stages, &named, s, &stages::local_triggers(&stages, s))?;
     }
 
     // Resolve the base images of the stages the target needs; their ONBUILD triggers may
@@ -249,7 +312,7 @@ pub fn lower(
     let mut resolved: BTreeMap<usize, ResolvedImage> = BTreeMap::new();
     let mut triggers: BTreeMap<usize, Vec<(String, Instruction)>> = BTreeMap::new();
     let needed = loop {
-        let needed = stages::reachable(file, &stages, target_pos, &triggers)?;
+        let needed = stages::reachable(file, &stages, &named, target_pos, &triggers)?;
         let pending: Vec<usize> = needed
             .iter()
             .copied()
@@ -278,6 +341,7 @@ pub fn lower(
         globals: &globals,
         check: &check,
         stages: &stages,
+        named: &named,
         index_of: &index_of,
         platform,
     };
@@ -294,6 +358,11 @@ pub fn lower(
             BaseRef::Scratch => {
                 let config = ContainerConfig { working_dir: "/".into(), ..Default::default() };
                 (Base::Scratch, config, own_pf.os.clone(), own_pf.arch.clone(), Vec::new())
+            }
+            BaseRef::Named(ref name) => {
+                let config = ContainerConfig { working_dir: "/".into(), ..Default::default() };
+                let base = Base::Named(name.clone());
+                (base, config, own_pf.os.clone(), own_pf.arch.clone(), Vec::new())
             }
             BaseRef::Stage(q) => {
                 let Some(b) = built.get(&q) else {

@@ -96,6 +96,7 @@ impl StageBuilder<'_, '_> {
             Some(Resolved::Stage(i)) => MountSource::Stage(i),
             Some(Resolved::Image(img)) => MountSource::Image(img),
             Some(Resolved::Scratch) => MountSource::Scratch,
+            Some(Resolved::Named(name)) => MountSource::Named(name),
         })
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::named::{Named, NamedTarget};
 use crate::diag::{Diagnostic, Span};
 use crate::graph::ResolvedImage;
 use crate::syntax::{Command, Flag, Instruction};
@@ -17,6 +18,8 @@ pub(crate) enum BaseRef {
     Stage(usize),
     /// An image to resolve.
     Image,
+    /// A named build context of files, by name.
+    Named(String),
 }
 
 /// One stage of the file.
@@ -62,6 +65,8 @@ pub(crate) enum FromRef {
     Image(String),
     /// `scratch`: nothing to copy.
     Scratch,
+    /// A named build context of files, by name.
+    Named(String),
 }
 
 /// Go's `strconv.Atoi` on a stage index (`0`, `+1`, `-2`).
@@ -83,17 +88,21 @@ pub(crate) fn find_by_name(stages: &[StageDef<'_>], name: &str) -> Option<usize>
 pub(crate) fn from_ref(
     file: &str,
     stages: &[StageDef<'_>],
+    named: &Named,
     flag: &Flag,
     instr: &str,
 ) -> Result<Option<FromRef>, Diagnostic> {
-    from_value(file, stages, flag.value.as_deref().unwrap_or(""), flag.span, "--from", instr)
+    let v = flag.value.as_deref().unwrap_or("");
+    from_value(file, stages, named, v, flag.span, "--from", instr)
 }
 
 /// Interprets the value `v` of a `from` option (`what` names it in messages: `--from`,
-/// `--mount from`) written at `span`: a stage index, a stage name, `scratch` or an image.
+/// `--mount from`) written at `span`: a stage index, a stage name, a named build context,
+/// `scratch` or an image.
 pub(crate) fn from_value(
     file: &str,
     stages: &[StageDef<'_>],
+    named: &Named,
     v: &str,
     span: Span,
     what: &str,
@@ -115,6 +124,12 @@ pub(crate) fn from_value(
     if let Some(p) = find_by_name(stages, v) {
         return Ok(Some(FromRef::Stage(p)));
     }
+    match named.get(v) {
+        Some(NamedTarget::Stage(p)) => return Ok(Some(FromRef::Stage(*p))),
+        Some(NamedTarget::Image(reference)) => return Ok(Some(FromRef::Image(reference.clone()))),
+        Some(NamedTarget::Files(name)) => return Ok(Some(FromRef::Named(name.clone()))),
+        None => {}
+    }
     if v == "scratch" {
         return Ok(Some(FromRef::Scratch));
     }
@@ -126,13 +141,14 @@ pub(crate) fn from_value(
 fn instr_stage_deps(
     file: &str,
     stages: &[StageDef<'_>],
+    named: &Named,
     instr: &Instruction,
 ) -> Result<Vec<usize>, Diagnostic> {
     let mut out = Vec::new();
     match &instr.command {
         Command::Copy(c) => {
             if let Some(flag) = &c.from
-                && let Some(FromRef::Stage(p)) = from_ref(file, stages, flag, "COPY")?
+                && let Some(FromRef::Stage(p)) = from_ref(file, stages, named, flag, "COPY")?
             {
                 out.push(p);
             }
@@ -143,7 +159,7 @@ fn instr_stage_deps(
                 let Some(from) = crate::syntax::mount::from_of(value) else { continue };
                 let what = "--mount from";
                 if let Some(FromRef::Stage(p)) =
-                    from_value(file, stages, &from, flag.span, what, "RUN")?
+                    from_value(file, stages, named, &from, flag.span, what, "RUN")?
                 {
                     out.push(p);
                 }
@@ -175,6 +191,7 @@ pub(crate) fn local_triggers<'a>(
 pub(crate) fn deps(
     file: &str,
     stages: &[StageDef<'_>],
+    named: &Named,
     s: &StageDef<'_>,
     triggers: &[(String, Instruction)],
 ) -> Result<BTreeSet<usize>, Diagnostic> {
@@ -183,10 +200,10 @@ pub(crate) fn deps(
         out.insert(p);
     }
     for instr in &s.body {
-        out.extend(instr_stage_deps(file, stages, instr)?);
+        out.extend(instr_stage_deps(file, stages, named, instr)?);
     }
     for (expr, instr) in triggers {
-        let found = instr_stage_deps(file, stages, instr).map_err(|mut d| {
+        let found = instr_stage_deps(file, stages, named, instr).map_err(|mut d| {
             d.span = s.from.span;
             d.message = format!("ONBUILD trigger {expr:?}: {}", d.message);
             d
@@ -200,6 +217,7 @@ pub(crate) fn deps(
 pub(crate) fn reachable(
     file: &str,
     stages: &[StageDef<'_>],
+    named: &Named,
     target: usize,
     image_triggers: &BTreeMap<usize, Vec<(String, Instruction)>>,
 ) -> Result<BTreeSet<usize>, Diagnostic> {
@@ -214,7 +232,7 @@ pub(crate) fn reachable(
             Some(t) => t.clone(),
             None => local_triggers(stages, s),
         };
-        todo.extend(deps(file, stages, s, &triggers)?);
+        todo.extend(deps(file, stages, named, s, &triggers)?);
     }
     Ok(seen)
 }
