@@ -25,7 +25,8 @@ use crate::key::ContextHasher;
 use crate::platform::Platform;
 use crate::reference::ImageName;
 use crate::resolver::StoreResolver;
-use crate::solver::{SolveOptions, Solver, StageResult};
+use crate::sandbox::{CancelToken, Isolation, NetworkMode};
+use crate::solver::{SecretSource, SolveOptions, Solver, StageResult};
 
 /// The Dockerfile to build.
 #[derive(Debug, Clone)]
@@ -63,6 +64,16 @@ pub struct BuildRequest {
     pub no_cache_filter: Vec<String>,
     /// `--build-context NAME=VALUE`, by name.
     pub named_contexts: BTreeMap<String, NamedSource>,
+    /// `--isolation`: how RUN steps are isolated.
+    pub isolation: Isolation,
+    /// `--network`: the network of RUN steps that do not say.
+    pub network: NetworkMode,
+    /// `--secret id=ID,src=FILE|env=VAR`, by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh ID[=SOCKET]`: agent sockets by id.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// Stops the build (Ctrl-C): running RUNs are killed and cleaned up.
+    pub cancel: CancelToken,
 }
 
 impl BuildRequest {
@@ -80,6 +91,11 @@ impl BuildRequest {
             no_cache: false,
             no_cache_filter: Vec::new(),
             named_contexts: BTreeMap::new(),
+            isolation: Isolation::Auto,
+            network: NetworkMode::Host,
+            secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
+            cancel: CancelToken::new(),
         }
     }
 }
@@ -171,6 +187,10 @@ impl Builder {
             no_cache_stages: req.no_cache_filter.clone(),
             source_date_epoch: req.source_date_epoch,
             now,
+            isolation: req.isolation,
+            network: req.network,
+            secrets: req.secrets.clone(),
+            ssh: req.ssh.clone(),
         };
         let solver = Solver {
             builder: self,
@@ -182,6 +202,9 @@ impl Builder {
             events,
             options: &solve_options,
             file: &req.dockerfile.name,
+            cancel: &req.cancel,
+            isolation_noted: std::sync::OnceLock::new(),
+            fallback_noted: std::sync::OnceLock::new(),
         };
         let solved = solver.solve();
         hasher.save();

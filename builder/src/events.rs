@@ -36,6 +36,8 @@ pub enum Event {
     },
     /// Something the user should know that does not stop the build.
     Warning(String),
+    /// Information about how the build runs (isolation chosen, fallbacks), shown once.
+    Notice(String),
     /// The image was written.
     ImageWritten {
         /// Manifest digest.

@@ -56,6 +56,9 @@ pub enum BuildError {
     /// Pulling or pushing an image failed.
     #[error("{0}")]
     Registry(String),
+    /// The build was interrupted (Ctrl-C, SIGTERM); everything it started was stopped.
+    #[error("the build was interrupted")]
+    Interrupted,
     /// Something kiln itself got wrong.
     #[error("internal error: {0}")]
     Internal(String),

@@ -7,17 +7,24 @@
 //! process or another — that need the same state produce it once) and records the result. The
 //! first failure cancels the rest: stages waiting give up, running ones stop at the next step.
 
+mod run;
 mod sources;
 
+pub use run::SecretSource;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use kiln_cache::digest::Digest;
 use kiln_cache::index::{CacheRecord, LayerRef};
 use kiln_cache::layer::{Compression, LayerEntry, LayerOptions, write_layer};
 use kiln_cache::snapshot::LayerDesc;
-use kiln_frontend::graph::{Base, BuildGraph, CopyOp, CopySource, MkdirOp, Op, Stage, Step};
+use kiln_frontend::graph::{
+    Base, BuildGraph, CopyOp, CopySource, MkdirOp, MountSource, Op, RunMount, Stage, Step,
+};
 use kiln_frontend::{Diagnostic, Span};
 use serde_json::json;
 
@@ -33,6 +40,7 @@ use crate::key::{self, ContextHasher};
 use crate::ops::copy::{CopyFrom, CopyInputs, plan_copy};
 use crate::ops::mkdir::plan_mkdir;
 use crate::resolver::{ImageLocation, LoadedImage, StoreResolver, layout_blob_path};
+use crate::sandbox::{CancelToken, Isolation, NetworkMode};
 use crate::users::resolve_owner;
 
 /// How the solver may use the cache and the machine.
@@ -48,6 +56,14 @@ pub struct SolveOptions {
     pub source_date_epoch: Option<i64>,
     /// The build's own time (seconds since the epoch).
     pub now: i64,
+    /// How RUN steps are isolated (`--isolation`).
+    pub isolation: Isolation,
+    /// The network of RUN steps without `--network` (`kiln build --network`).
+    pub network: NetworkMode,
+    /// `--secret`s by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agent sockets by id.
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 /// A stage's filesystem and metadata after its last step.
@@ -119,6 +135,12 @@ pub(crate) struct Solver<'a> {
     pub options: &'a SolveOptions,
     /// The Dockerfile's name, for diagnostics.
     pub file: &'a str,
+    /// Set when the build stops (a failure, or Ctrl-C): running RUNs are killed.
+    pub cancel: &'a CancelToken,
+    /// The isolation was reported (once per build).
+    pub isolation_noted: OnceLock<()>,
+    /// A root file system fallback was reported (once per build).
+    pub fallback_noted: OnceLock<()>,
 }
 
 /// Completed stages, shared between stage threads.
@@ -152,6 +174,8 @@ impl Solver<'_> {
                         Err(StageError::Canceled) => {}
                         Err(StageError::Failed(e)) => {
                             board.canceled.store(true, Ordering::SeqCst);
+                            // Running RUNs of other stages are killed.
+                            self.cancel.cancel();
                             let mut first =
                                 board.first_error.lock().unwrap_or_else(|p| p.into_inner());
                             first.get_or_insert(e);
@@ -164,6 +188,9 @@ impl Solver<'_> {
         if let Some(e) = board.first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
             return Err(e);
         }
+        if self.cancel.is_cancelled() {
+            return Err(BuildError::Interrupted);
+        }
         let results = board.results.into_inner().unwrap_or_else(|p| p.into_inner());
         results
             .into_iter()
@@ -175,13 +202,18 @@ impl Solver<'_> {
     fn wait_for(&self, deps: &[usize], board: &Board) -> Option<Vec<Option<Arc<StageResult>>>> {
         let mut results = board.results.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if board.canceled.load(Ordering::SeqCst) {
+            if board.canceled.load(Ordering::SeqCst) || self.cancel.is_cancelled() {
                 return None;
             }
             if deps.iter().all(|d| results[*d].is_some()) {
                 return Some(results.clone());
             }
-            results = board.changed.wait(results).unwrap_or_else(|p| p.into_inner());
+            // A timeout, to notice a Ctrl-C (which sets the cancel token, not the board).
+            results = board
+                .changed
+                .wait_timeout(results, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -245,7 +277,7 @@ impl Solver<'_> {
         // the stage is done (see `fill_history_times`): index into `state.history`.
         let first_own_entry = state.history.len();
         for (i, step) in stage.steps.iter().enumerate() {
-            if board.canceled.load(Ordering::SeqCst) {
+            if board.canceled.load(Ordering::SeqCst) || self.cancel.is_cancelled() {
                 return Err(StageError::Canceled);
             }
             let v = vertex.fetch_add(1, Ordering::SeqCst) + 1;
@@ -267,7 +299,7 @@ impl Solver<'_> {
                 }
                 Some(op) => {
                     let _slot = slots.acquire();
-                    self.run_op(op, step, &mut state, &done, no_cache)?
+                    self.run_op(op, step, &mut state, &done, no_cache, v)?
                 }
             };
             self.events.emit(Event::StepDone { vertex: v, duration: started.elapsed(), cached });
@@ -289,8 +321,15 @@ impl Solver<'_> {
         state: &mut StageResult,
         done: &[Option<Arc<StageResult>>],
         no_cache: bool,
+        vertex: usize,
     ) -> Result<bool, StageError> {
-        let fail = |e: String| StageError::Failed(self.error(step.span, &step.keyword, e));
+        let fail = |e: String| {
+            if e == run::CANCELLED && self.cancel.is_cancelled() {
+                StageError::Canceled
+            } else {
+                StageError::Failed(self.error(step.span, &step.keyword, e))
+            }
+        };
         let key = self.op_key(op, &state.key, done).map_err(fail)?;
         let index = &self.builder.index;
         let blobs = self.builder.store().blobs();
@@ -309,7 +348,14 @@ impl Solver<'_> {
                 match lookup(index)? {
                     Some(record) => (record, true),
                     None => {
-                        let entries = self.plan(op, state, done).map_err(fail)?;
+                        // A RUN's entries point into its scratch directory: keep it until written.
+                        let (entries, _scratch) = match op {
+                            Op::Run(run) => {
+                                let r = self.execute_run(run, state, done, vertex).map_err(fail)?;
+                                (r.entries, Some(r._scratch))
+                            }
+                            _ => (self.plan(op, state, done).map_err(fail)?, None),
+                        };
                         let layer = self.write(&entries).map_err(fail)?;
                         let record = CacheRecord {
                             layer,
@@ -362,6 +408,7 @@ impl Solver<'_> {
                 Ok(key::step(parent, json!({ "mkdir": path, "owner": owner }), &[]))
             }
             Op::Add(add) => self.add_key(add, parent),
+            Op::Run(run) => self.run_key(run, parent, done),
             other => Err(format!("{other:?} is not supported yet")),
         }
     }
@@ -446,8 +493,13 @@ impl Solver<'_> {
 
     /// The merged view of `layers`, unpacking each into a snapshot on first use.
     fn view(&self, layers: &[LayerRef]) -> Result<LayeredView, String> {
+        Ok(LayeredView::new(self.snapshot_dirs(layers)?))
+    }
+
+    /// The snapshot directories of `layers`, bottom first, unpacking each on first use.
+    fn snapshot_dirs(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>, String> {
         let blobs = self.builder.store().blobs();
-        let dirs = layers
+        layers
             .iter()
             .map(|l| {
                 let desc = LayerDesc {
@@ -457,8 +509,7 @@ impl Solver<'_> {
                 };
                 self.builder.snapshots.ensure(blobs, &desc).map_err(|e| e.to_string())
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(LayeredView::new(dirs))
+            .collect()
     }
 
     fn loaded(&self, id: &str, span: Span, keyword: &str) -> Result<Arc<LoadedImage>, BuildError> {
@@ -494,10 +545,22 @@ fn stage_dependencies(stage: &Stage) -> Vec<usize> {
         deps.push(i);
     }
     for step in &stage.steps {
-        if let Some(Op::Copy(copy)) = &step.op
-            && let CopySource::Stage(i) = copy.from
-        {
-            deps.push(i);
+        match &step.op {
+            Some(Op::Copy(copy)) => {
+                if let CopySource::Stage(i) = copy.from {
+                    deps.push(i);
+                }
+            }
+            Some(Op::Run(run)) => {
+                for mount in &run.mounts {
+                    if let RunMount::Bind { from: MountSource::Stage(i), .. }
+                    | RunMount::Cache { from: MountSource::Stage(i), .. } = mount
+                    {
+                        deps.push(*i);
+                    }
+                }
+            }
+            _ => {}
         }
     }
     deps.sort_unstable();

@@ -82,6 +82,49 @@ pub fn resolve_owner(spec: &str, view: &LayeredView) -> Result<Owner, UserError>
     Ok(Owner { uid, gid })
 }
 
+/// The supplementary groups of user `name` (or numeric `uid`): every group of the stage's
+/// `/etc/group` that lists the user as a member, besides its primary group `gid`, as Docker
+/// gives a container process.
+pub fn supplementary_groups(
+    name: &str,
+    uid: u32,
+    gid: u32,
+    view: &LayeredView,
+) -> Result<Vec<u32>, UserError> {
+    // A numeric user is looked up by its name in /etc/passwd, if it has one.
+    let user_name = if name.parse::<u32>().is_ok() {
+        let passwd = read(view, "/etc/passwd")?;
+        passwd
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2).and_then(|id| id.trim().parse::<u32>().ok()) == Some(uid))
+                    .then(|| f[0].to_string())
+            })
+            .unwrap_or_default()
+    } else {
+        name.to_string()
+    };
+    if user_name.is_empty() {
+        return Ok(Vec::new());
+    }
+    let groups = read(view, "/etc/group")?;
+    let mut out: Vec<u32> = groups
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let id = f.get(2)?.trim().parse::<u32>().ok()?;
+            let members = f.get(3)?;
+            members.split(',').any(|m| m.trim() == user_name).then_some(id)
+        })
+        .filter(|id| *id != gid)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
 fn read(view: &LayeredView, path: &'static str) -> Result<String, UserError> {
     let bytes = view.read_file(path).map_err(|source| UserError::Read { path, source })?;
     Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
@@ -142,6 +185,18 @@ mod tests {
         );
         assert!(matches!(r("app:nogroup"), Err(UserError::UnknownGroup { .. })));
         assert!(matches!(r(":1"), Err(UserError::Invalid { .. })));
+    }
+
+    #[test]
+    fn supplementary_groups_come_from_group_membership() {
+        let (_t, v) = view_with(
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+            "root:x:0:\nwheel:x:10:root,app\naudio:x:29:app\napp:x:1001:app\n",
+        );
+        assert_eq!(supplementary_groups("app", 1000, 1001, &v).unwrap(), [10, 29]);
+        assert_eq!(supplementary_groups("1000", 1000, 1001, &v).unwrap(), [10, 29]);
+        assert_eq!(supplementary_groups("0", 0, 0, &v).unwrap(), [10]);
+        assert!(supplementary_groups("5", 5, 5, &v).unwrap().is_empty());
     }
 
     #[test]

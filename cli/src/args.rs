@@ -105,6 +105,25 @@ pub struct BuildArgs {
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
 
+    /// How RUN steps are isolated: auto (the strongest that works here), rootless, root,
+    /// chroot (for runners that refuse user namespaces).
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub isolation: kiln_builder::sandbox::Isolation,
+
+    /// The network of RUN steps that do not give `--network`: host (default) or none.
+    #[arg(long, value_name = "MODE", default_value = "host")]
+    pub network: String,
+
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR`. Its value
+    /// never reaches a layer, the config, the history or the cache. Repeatable.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
+
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (from $SSH_AUTH_SOCK) or
+    /// `ID=SOCKET`. Repeatable.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+
     /// Registry flags: --pull, --push, --tls-verify, --authfile, --cert-dir.
     #[command(flatten)]
     pub registry: crate::cmd_registry::BuildRegistryArgs,

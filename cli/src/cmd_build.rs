@@ -9,6 +9,8 @@ use anyhow::{Context, Result, bail};
 use kiln_builder::context::{ContextSource, NamedSource, PreparedContext};
 use kiln_builder::export::Output;
 use kiln_builder::reference::ImageName;
+use kiln_builder::sandbox::{self, CancelToken, NetworkMode, UserNamespace};
+use kiln_builder::solver::SecretSource;
 use kiln_builder::{BuildRequest, Builder, DockerfileInput};
 
 use crate::args::BuildArgs;
@@ -18,6 +20,29 @@ use crate::usage;
 /// Runs `kiln build` with `args` in the kiln root `root`.
 pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     let started = Instant::now();
+    // Before any thread starts: a non-root kiln continues in its own user namespace (the
+    // process that calls this waits for that one and exits with its status).
+    match sandbox::enter_rootless_namespace_if_needed(args.isolation) {
+        Ok(UserNamespace::Inside { warning: Some(w), .. }) => eprintln!("warning: {w}"),
+        Ok(UserNamespace::Unavailable { reason }) => eprintln!("note: {reason}"),
+        Ok(_) => {}
+        Err(e) => bail!("--isolation={}: {e}", args.isolation),
+    }
+    let cancel = CancelToken::new();
+    // Ctrl-C or SIGTERM stops the build cleanly (RUNs killed, temporaries removed); a second
+    // one exits at once.
+    // (The exit handler first: handlers run in order, and the first signal must only cancel.)
+    exit_on_second_signal(&cancel)?;
+    cancel
+        .cancel_on_signals(&[libc::SIGINT, libc::SIGTERM])
+        .context("installing signal handlers")?;
+    let network = match args.network.as_str() {
+        "host" | "default" => NetworkMode::Host,
+        "none" => NetworkMode::None,
+        other => bail!(usage(format!("--network={other}: expected host or none"))),
+    };
+    let secrets = secrets(&args.secrets)?;
+    let ssh = ssh_agents(&args.ssh)?;
     let source = ContextSource::parse(&args.context.to_string_lossy());
     match &source {
         ContextSource::Dir(dir) if !dir.is_dir() => {
@@ -70,6 +95,11 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.clone();
     request.named_contexts = named_contexts;
+    request.isolation = args.isolation;
+    request.network = network;
+    request.secrets = secrets;
+    request.ssh = ssh;
+    request.cancel = cancel;
 
     crate::cmd_registry::install_for_build(&args.registry)?;
     let builder = Builder::open(root)?;
@@ -150,6 +180,66 @@ fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64
             usage(format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"))
         }),
     }
+}
+
+/// Exits with 130 on a second SIGINT/SIGTERM, once the first has asked for a clean stop.
+fn exit_on_second_signal(cancel: &CancelToken) -> Result<()> {
+    let first = cancel.flag();
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, first.clone())
+            .context("installing signal handlers")?;
+    }
+    Ok(())
+}
+
+/// `--secret id=ID,src=FILE` / `id=ID,env=VAR` (BuildKit's syntax; `type=file|env` accepted).
+fn secrets(raw: &[String]) -> Result<BTreeMap<String, SecretSource>> {
+    let mut out = BTreeMap::new();
+    for spec in raw {
+        let (mut id, mut src, mut env) = (None, None, None);
+        for pair in spec.split(',') {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                usage(format!("--secret {spec:?}: expected id=ID,src=FILE or id=ID,env=VAR"))
+            })?;
+            match k {
+                "id" => id = Some(v.to_string()),
+                "src" | "source" => src = Some(PathBuf::from(v)),
+                "env" => env = Some(v.to_string()),
+                "type" if v == "file" || v == "env" => {}
+                other => bail!(usage(format!("--secret {spec:?}: unknown key {other:?}"))),
+            }
+        }
+        let source = match (src, env, &id) {
+            (Some(p), None, _) => SecretSource::File(p),
+            (None, Some(v), _) => SecretSource::Env(v),
+            // `--secret id=TOKEN` alone reads the environment variable TOKEN, as BuildKit does.
+            (None, None, Some(id)) => SecretSource::Env(id.clone()),
+            _ => bail!(usage(format!("--secret {spec:?}: give src=FILE or env=VAR, not both"))),
+        };
+        let id = id.ok_or_else(|| usage(format!("--secret {spec:?}: id=ID is missing")))?;
+        out.insert(id, source);
+    }
+    Ok(out)
+}
+
+/// `--ssh default` (the agent of $SSH_AUTH_SOCK) or `--ssh ID=SOCKET`.
+fn ssh_agents(raw: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for spec in raw {
+        let (id, socket) = match spec.split_once('=') {
+            Some((id, path)) => (id.to_string(), PathBuf::from(path)),
+            None => {
+                let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
+                    usage(format!(
+                        "--ssh {spec}: SSH_AUTH_SOCK is not set; give --ssh {spec}=SOCKET"
+                    ))
+                })?;
+                (spec.clone(), PathBuf::from(sock))
+            }
+        };
+        out.insert(id, socket);
+    }
+    Ok(out)
 }
 
 /// `--build-context NAME=VALUE`s, by name.

@@ -4,8 +4,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-/// The kiln root directory to use.
+/// The kiln root directory to use, created `0700` for a non-root user (its snapshots hold
+/// files of every image built, some readable only by their owner inside the image).
 pub fn kiln_root(flag: Option<&Path>) -> Result<PathBuf> {
+    let root = choose(flag)?;
+    if !root.exists() && !rustix_is_root() {
+        std::fs::create_dir_all(&root)?;
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    }
+    Ok(root)
+}
+
+fn choose(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = flag {
         return Ok(dir.to_path_buf());
     }
@@ -24,7 +34,32 @@ pub fn kiln_root(flag: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
+/// Root of the machine: uid 0 that is uid 0 outside too. A rootless kiln runs as uid 0 of its
+/// own user namespace, which must not send it to `/var/lib/kiln`.
 fn rustix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    let euid_zero = unsafe { libc::geteuid() == 0 };
+    euid_zero
+        && maps_root_to_root(&std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default())
+}
+
+/// Whether a `uid_map` maps uid 0 to uid 0 of the parent namespace.
+fn maps_root_to_root(uid_map: &str) -> bool {
+    uid_map.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.first() == Some(&"0") && fields.get(1) == Some(&"0")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_identity_mapped_root_is_root() {
+        assert!(maps_root_to_root("         0          0 4294967295\n"));
+        assert!(!maps_root_to_root("         0       1000          1\n"));
+        assert!(!maps_root_to_root("0 1000 1\n1 100000 65536\n"));
+        assert!(!maps_root_to_root(""));
+    }
 }

@@ -28,6 +28,11 @@ impl CancelToken {
         self.flag.load(Ordering::SeqCst)
     }
 
+    /// The flag itself, for signal handlers that act on it (e.g. exit on a second signal).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.flag)
+    }
+
     /// Cancels this token when the process receives one of `signals` (for example `SIGINT`
     /// and `SIGTERM`), instead of the signal's default action.
     pub fn cancel_on_signals(&self, signals: &[i32]) -> io::Result<()> {

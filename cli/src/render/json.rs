@@ -56,6 +56,7 @@ pub fn object(event: &Event) -> Value {
         }),
         Event::StepLog { vertex, line } => json!({ "type": "log", "vertex": vertex, "line": line }),
         Event::Warning(message) => json!({ "type": "warning", "message": message }),
+        Event::Notice(message) => json!({ "type": "notice", "message": message }),
         Event::ImageWritten { manifest_digest, config_digest, names } => json!({
             "type": "image", "manifest_digest": manifest_digest, "image_id": config_digest,
             "names": names,

@@ -41,6 +41,7 @@ pub fn line(event: &Event) -> Option<String> {
         }
         Event::StepLog { vertex, line } => format!("#{vertex} {line}"),
         Event::Warning(message) => format!("WARNING: {message}"),
+        Event::Notice(message) => format!("NOTE: {message}"),
         Event::ImageWritten { .. } | Event::OutputWritten { .. } => return None,
     })
 }

@@ -98,6 +98,10 @@ impl EventSink for Tty {
                 drop(state);
                 self.println(&format!("WARNING: {message}"));
             }
+            Event::Notice(message) => {
+                drop(state);
+                self.println(&format!("NOTE: {message}"));
+            }
             Event::ImageWritten { .. } | Event::OutputWritten { .. } => {}
         }
     }

@@ -203,3 +203,78 @@ pub fn rebuilt(stderr: &str) -> Vec<String> {
         .map(|(t, _)| t)
         .collect()
 }
+
+/// Who runs kiln in a test: root, or a non-root user with a subordinate id range (rootless).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum As {
+    Root,
+    /// `kilntest`, created by scripts/test-users.
+    Rootless,
+}
+
+impl Env {
+    /// A scratch directory the given user can use (owned by it for `As::Rootless`).
+    pub fn for_user(who: As) -> Env {
+        let env = Env::new();
+        if who == As::Rootless {
+            let ok = Command::new("id")
+                .arg("kilntest")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            assert!(ok, "user kilntest is missing: run scripts/test-users (as root)");
+            std::fs::set_permissions(
+                env.dir.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+            run_ok(Command::new("chown").args(["-R", "kilntest:kilntest"]).arg(env.dir.path()));
+        }
+        env
+    }
+
+    /// `kiln --root ROOT args...` as `who`.
+    pub fn kiln_as(&self, who: As, args: &[&str]) -> Output {
+        self.kiln_cmd_as(who, args).output().expect("run kiln")
+    }
+
+    /// The command for `kiln_as`.
+    pub fn kiln_cmd_as(&self, who: As, args: &[&str]) -> Command {
+        match who {
+            As::Root => self.kiln_cmd(args),
+            As::Rootless => {
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", "kilntest", "--", "env", "-i"])
+                    .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+                    .arg(format!("HOME={}", self.dir.path().display()))
+                    .arg(env!("CARGO_BIN_EXE_kiln"))
+                    .arg("--root")
+                    .arg(self.root())
+                    .args(args);
+                cmd
+            }
+        }
+    }
+
+    /// Writes files and gives them to the test user when rootless.
+    pub fn write_as(&self, who: As, dir: &Path, files: &[(&str, &str)]) {
+        write_files(dir, files);
+        if who == As::Rootless {
+            run_ok(Command::new("chown").args(["-R", "kilntest:kilntest"]).arg(dir));
+        }
+    }
+}
+
+/// A context with a busybox rootfs under `rootfs/` and the given extra files.
+pub fn busybox_context(env: &Env, who: As, files: &[(&str, &str)]) -> PathBuf {
+    let ctx = env.path("ctx");
+    busybox_rootfs(&ctx.join("rootfs"));
+    for applet in [
+        "mkdir", "rm", "chown", "id", "touch", "sleep", "date", "grep", "wc", "stat", "test",
+        "pwd", "seq", "mkfifo", "true", "false", "cp", "ln", "env", "chmod", "head", "tr",
+    ] {
+        let _ = std::os::unix::fs::symlink("busybox", ctx.join("rootfs/bin").join(applet));
+    }
+    env.write_as(who, &ctx, files);
+    ctx
+}
