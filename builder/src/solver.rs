@@ -349,14 +349,20 @@ impl Solver<'_> {
                     Some(record) => (record, true),
                     None => {
                         // A RUN's entries point into its scratch directory: keep it until written.
-                        let (entries, _scratch) = match op {
+                        let (entries, scratch) = match op {
                             Op::Run(run) => {
                                 let r = self.execute_run(run, state, done, vertex).map_err(fail)?;
-                                (r.entries, Some(r._scratch))
+                                (r.entries, Some(r.upper))
                             }
                             _ => (self.plan(op, state, done).map_err(fail)?, None),
                         };
                         let layer = self.write(&entries).map_err(fail)?;
+                        // The RUN's upper directory already is that layer, unpacked: keep it as
+                        // the snapshot instead of extracting the blob again for the next step.
+                        if let (Some(layer), Some(upper)) = (&layer, &scratch) {
+                            let _ = self.builder.snapshots.adopt(&layer.diff_id, &upper.path);
+                        }
+                        drop(scratch);
                         let record = CacheRecord {
                             layer,
                             created: self.options.source_date_epoch.unwrap_or(self.options.now),

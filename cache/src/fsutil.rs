@@ -39,6 +39,21 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     fsync_dir(dir)
 }
 
+/// Writes `data` to `path` by temp file and rename, without fsync: for derived data that is
+/// cheap to lose on a power failure (a cache record, a snapshot marker) but must never be seen
+/// half-written.
+pub(crate) fn write_replace(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = parent_dir(path);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .ctx("create temp file in", dir)?;
+    tmp.write_all(data).ctx("write", tmp.path())?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)).ctx("chmod", tmp.path())?;
+    tmp.persist(path).map_err(|e| Error::io("rename temp file to", path, e.error))?;
+    Ok(())
+}
+
 /// Copies all of `src` into `dst` (both open files, `dst` empty), using a reflink when the
 /// filesystem can, else `copy_file_range`, else a plain read/write loop. Returns the bytes copied.
 pub(crate) fn copy_file_fast(

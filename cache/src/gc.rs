@@ -236,7 +236,7 @@ fn list_snapshots(root: &Path) -> Result<Vec<(String, bool, PathBuf)>> {
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
         if path.is_dir() {
-            let complete = path.join("snapshot.json").is_file();
+            let complete = crate::snapshot::is_complete(&path);
             out.push((name, complete, path));
         }
     }

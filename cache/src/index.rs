@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::blob::BlobStore;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_replace;
 use crate::lock::FileLock;
 
 /// A layer as stored: enough to put it in a manifest and to unpack it.
@@ -82,10 +82,12 @@ impl CacheIndex {
         }
     }
 
-    /// Records what `key` produced (atomically replacing any earlier record).
+    /// Records what `key` produced (atomically replacing any earlier record). Not fsynced: a
+    /// record is derived data, and one lost to a power failure is only a cache miss (the blob
+    /// it names was made durable before it).
     pub fn put(&self, key: &Digest, record: &CacheRecord) -> Result<()> {
         let bytes = crate::json::to_canonical_vec(record, "cache record")?;
-        write_atomic(&self.record_path(key), &bytes, 0o644)
+        write_replace(&self.record_path(key), &bytes, 0o644)
     }
 
     /// Removes the record for `key`; true if there was one.

@@ -53,8 +53,15 @@ impl SecretSource {
 /// What a RUN produced, and the scratch directory its entries' files live in.
 pub(super) struct RunResult {
     pub entries: Vec<LayerEntry>,
-    /// Holds the upper directory the entries point into; removed when dropped.
-    pub _scratch: tempfile::TempDir,
+    /// The upper directory the entries point into; removed when dropped (unless adopted).
+    pub upper: Upper,
+}
+
+/// An upper directory inside a scratch directory that is removed when this is dropped.
+pub(super) struct Upper {
+    /// The upper directory (overlay format).
+    pub path: PathBuf,
+    _scratch: tempfile::TempDir,
 }
 
 /// Locks a cache mount holds while the RUN runs.
@@ -239,7 +246,8 @@ impl Solver<'_> {
         }
         let entries = entries_from_dir(&spec.upper_dir())
             .map_err(|e| format!("reading the RUN's changes: {e}"))?;
-        Ok(RunResult { entries, _scratch: scratch })
+        let upper = Upper { path: spec.upper_dir(), _scratch: scratch };
+        Ok(RunResult { entries, upper })
     }
 
     /// The numeric user, group and supplementary groups of `RUN` (from `USER`).
