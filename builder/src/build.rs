@@ -13,20 +13,20 @@ use kiln_cache::snapshot::Snapshots;
 use kiln_cache::store::ImageStore;
 use kiln_frontend::lower::{LowerOptions, lower};
 use kiln_frontend::syntax;
-use oci_spec::image::{Descriptor, MediaType};
+use oci_spec::image::Descriptor;
 
 use crate::BuildError;
 use crate::context::sources::{NamedContexts, Sources};
 use crate::context::{BuildContext, NamedSource};
 use crate::events::{Event, EventSink};
-use crate::export::{Output, write_output};
-use crate::image::{ImageConfigFile, RootFs, manifest, rfc3339};
+use crate::export::{ExportOptions, Output};
 use crate::key::ContextHasher;
 use crate::platform::Platform;
 use crate::reference::ImageName;
+use crate::remote_cache::{CacheExport, CacheImport, RemoteCache, export_all};
 use crate::resolver::StoreResolver;
 use crate::sandbox::{CancelToken, Isolation, NetworkMode};
-use crate::solver::{SecretSource, SolveOptions, Solver, StageResult};
+use crate::solver::{SecretSource, SolveOptions, Solver};
 
 /// The Dockerfile to build.
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// `--output`s.
     pub outputs: Vec<Output>,
+    /// How the image is assembled: compression, annotations, labels, squash, timestamps.
+    pub export: ExportOptions,
     /// `SOURCE_DATE_EPOCH`: fixes timestamps for reproducible digests.
     pub source_date_epoch: Option<i64>,
     /// `--jobs`: steps running at once (0 = number of CPUs).
@@ -74,6 +76,10 @@ pub struct BuildRequest {
     pub ssh: BTreeMap<String, PathBuf>,
     /// Stops the build (Ctrl-C): running RUNs are killed and cleaned up.
     pub cancel: CancelToken,
+    /// `--cache-from`: caches consulted when a step misses the local cache.
+    pub cache_from: Vec<CacheImport>,
+    /// `--cache-to`: where the build's cache is exported when it succeeds.
+    pub cache_to: Vec<CacheExport>,
 }
 
 impl BuildRequest {
@@ -86,6 +92,7 @@ impl BuildRequest {
             build_args: BTreeMap::new(),
             target: None,
             outputs: Vec::new(),
+            export: ExportOptions::default(),
             source_date_epoch: None,
             jobs: 0,
             no_cache: false,
@@ -96,6 +103,8 @@ impl BuildRequest {
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
             cancel: CancelToken::new(),
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
         }
     }
 }
@@ -153,6 +162,7 @@ impl Builder {
     ) -> Result<BuildResult, BuildError> {
         // Keeps `kiln cache prune` from removing what this build uses, until it returns.
         let _gc = kiln_cache::gc::GcLock::build(&self.root)?;
+        req.export.compression.validate().map_err(BuildError::Export)?;
         let now = unix_now();
         let context = BuildContext::open(&req.context_dir, req.dockerfile.path.as_deref())?;
         let dockerfile = syntax::parse(&req.dockerfile.name, &req.dockerfile.text)?;
@@ -191,7 +201,10 @@ impl Builder {
             network: req.network,
             secrets: req.secrets.clone(),
             ssh: req.ssh.clone(),
+            compression: req.export.compression.target(),
         };
+        let remote = (!req.no_cache && !req.cache_from.is_empty())
+            .then(|| RemoteCache::import(&req.cache_from, &platform.to_string(), self, events));
         let solver = Solver {
             builder: self,
             graph: &graph,
@@ -205,77 +218,27 @@ impl Builder {
             cancel: &req.cancel,
             isolation_noted: std::sync::OnceLock::new(),
             fallback_noted: std::sync::OnceLock::new(),
+            remote: remote.as_ref(),
         };
         let solved = solver.solve();
         hasher.save();
         sources.save();
         let results = solved?;
+        export_all(self, &req.cache_to, &graph, &results, &platform.to_string(), events)?;
         let target = &graph.stages[graph.target];
         let state = &results[graph.target];
         let created = req.source_date_epoch.or(state.changed_at).unwrap_or(now);
-        self.finish(req, target, state, created, events)
-    }
-
-    /// Writes config and manifest, the outputs, then the tags.
-    fn finish(
-        &self,
-        req: &BuildRequest,
-        stage: &kiln_frontend::graph::Stage,
-        state: &StageResult,
-        created: i64,
-        events: &dyn EventSink,
-    ) -> Result<BuildResult, BuildError> {
-        let config = ImageConfigFile {
-            created: Some(rfc3339(created)),
-            author: state.author.clone(),
-            architecture: stage.architecture.clone(),
-            os: stage.os.clone(),
-            variant: None,
-            config: stage.config.clone(),
-            rootfs: RootFs {
-                kind: "layers".to_string(),
-                diff_ids: state.layers.iter().map(|l| l.diff_id.to_string()).collect(),
-            },
-            history: state.history.clone(),
-            other: BTreeMap::new(),
-        };
-        let blobs = self.store.blobs();
-        let config_bytes = config.to_bytes().map_err(BuildError::Json)?;
-        let config_digest = blobs.put_bytes(&config_bytes)?;
-        let config_desc = Descriptor::new(
-            MediaType::ImageConfig,
-            config_bytes.len() as u64,
-            config_digest.to_oci(),
-        );
-        let layers: Vec<Descriptor> = state
-            .layers
-            .iter()
-            .map(|l| {
-                Descriptor::new(MediaType::from(l.media_type.as_str()), l.size, l.digest.to_oci())
-            })
-            .collect();
-        let size = state.layers.iter().map(|l| l.size).sum();
-        let manifest = manifest(config_desc, layers);
-        let manifest_bytes = crate::image::canonical_json(&manifest).map_err(BuildError::Json)?;
-        let manifest_digest = blobs.put_bytes(&manifest_bytes)?;
-        let manifest_descriptor = Descriptor::new(
-            MediaType::ImageManifest,
-            manifest_bytes.len() as u64,
-            manifest_digest.to_oci(),
-        );
-        for output in &req.outputs {
-            let written = write_output(output, blobs, &manifest_descriptor, &req.tags)?;
-            events.emit(Event::OutputWritten { description: written });
-        }
-        for name in &req.tags {
-            self.store.tag(&name.to_string(), manifest_descriptor.clone())?;
-        }
-        events.emit(Event::ImageWritten {
-            manifest_digest: manifest_digest.to_string(),
-            config_digest: config_digest.to_string(),
-            names: req.tags.iter().map(ToString::to_string).collect(),
-        });
-        Ok(BuildResult { manifest_digest, config_digest, manifest_descriptor, size })
+        let bases = crate::export::transform::bases(&graph, &results);
+        crate::export::assemble::finish(
+            &self.root,
+            &self.store,
+            req,
+            target,
+            state,
+            bases,
+            created,
+            events,
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`fsview`]: a merged view of snapshot directories
 //! - [`resolver`]: base images from the local store, OCI layouts and registries
 //! - [`registry`]: the OCI distribution client (pull, push, auth, registries.conf)
+//! - [`remote_cache`]: sharing the cache between machines (`--cache-to`, `--cache-from`)
 //! - [`image`]: image config and manifest
 //! - [`images`]: listing, inspecting and removing stored images
 //! - [`export`]: `--output` writers
@@ -25,6 +26,7 @@ pub mod ops;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod remote_cache;
 pub mod resolver;
 pub mod sandbox;
 pub mod solver;
@@ -56,6 +58,12 @@ pub enum BuildError {
     /// Pulling or pushing an image failed.
     #[error("{0}")]
     Registry(String),
+    /// Exporting the build cache (`--cache-to`) failed.
+    #[error(transparent)]
+    RemoteCache(#[from] remote_cache::RemoteCacheError),
+    /// An output cannot be written as asked (`--output`, `--compression`, ...).
+    #[error("{0}")]
+    Export(String),
     /// The build was interrupted (Ctrl-C, SIGTERM); everything it started was stopped.
     #[error("the build was interrupted")]
     Interrupted,

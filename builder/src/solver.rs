@@ -39,6 +39,7 @@ use crate::image::{History, rfc3339};
 use crate::key::{self, ContextHasher};
 use crate::ops::copy::{CopyFrom, CopyInputs, plan_copy};
 use crate::ops::mkdir::plan_mkdir;
+use crate::remote_cache::RemoteCache;
 use crate::resolver::{ImageLocation, LoadedImage, StoreResolver, layout_blob_path};
 use crate::sandbox::{CancelToken, Isolation, NetworkMode};
 use crate::users::resolve_owner;
@@ -64,6 +65,8 @@ pub struct SolveOptions {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--ssh` agent sockets by id.
     pub ssh: BTreeMap<String, PathBuf>,
+    /// How new layers are compressed (`--compression`, `--compression-level`).
+    pub compression: Compression,
 }
 
 /// A stage's filesystem and metadata after its last step.
@@ -79,6 +82,8 @@ pub(crate) struct StageResult {
     pub author: Option<String>,
     /// When the filesystem last changed (seconds), for `created` fields; `None` for scratch.
     pub changed_at: Option<i64>,
+    /// The cache records of the steps that made it, in order (for `--cache-to`).
+    pub records: Vec<(Digest, CacheRecord)>,
 }
 
 /// Why a stage stopped.
@@ -141,6 +146,8 @@ pub(crate) struct Solver<'a> {
     pub isolation_noted: OnceLock<()>,
     /// A root file system fallback was reported (once per build).
     pub fallback_noted: OnceLock<()>,
+    /// `--cache-from`: consulted on a local cache miss.
+    pub remote: Option<&'a RemoteCache>,
 }
 
 /// Completed stages, shared between stage threads.
@@ -255,6 +262,7 @@ impl Solver<'_> {
                 history: Vec::new(),
                 author: None,
                 changed_at: None,
+                records: Vec::new(),
             },
             Base::Stage(i) => done[*i].as_deref().cloned().ok_or(StageError::Canceled)?,
             Base::Image(img) => {
@@ -340,7 +348,11 @@ impl Solver<'_> {
                 }
                 index.get(&key, blobs).map_err(|e| StageError::Failed(e.into()))
             };
-        let (record, cached) = match lookup(index)? {
+        let found = match lookup(index)? {
+            None if !no_cache => self.remote.and_then(|r| r.hit(&key, self.builder, self.events)),
+            found => found,
+        };
+        let (record, cached) = match found {
             Some(record) => (record, true),
             None => {
                 // Someone else (another stage, another kiln) may be producing this very state.
@@ -374,6 +386,7 @@ impl Solver<'_> {
                 }
             }
         };
+        state.records.push((key.clone(), record.clone()));
         let empty = record.layer.is_none();
         if let Some(layer) = record.layer {
             state.layers.push(layer);
@@ -484,7 +497,7 @@ impl Solver<'_> {
             return Ok(None);
         }
         let options = LayerOptions {
-            compression: Compression::Gzip { level: 6 },
+            compression: self.options.compression,
             clamp_mtime: self.options.source_date_epoch,
         };
         let info = write_layer(self.builder.store().blobs(), entries, &options)
@@ -656,5 +669,6 @@ pub(crate) fn image_state(image: &LoadedImage) -> Result<StageResult, String> {
         history: image.config.history.clone(),
         author: image.config.author.clone(),
         changed_at,
+        records: Vec::new(),
     })
 }

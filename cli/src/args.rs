@@ -76,10 +76,47 @@ pub struct BuildArgs {
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
 
-    /// Also write the image here: `type=oci,dest=PATH` (a `.tar` PATH writes an OCI archive,
-    /// anything else an OCI layout directory). Repeatable.
-    #[arg(short = 'o', long = "output", value_name = "type=oci,dest=PATH")]
+    /// Also write the result here (repeatable): `type=oci,dest=DIR|FILE.tar|-` (OCI layout or
+    /// archive), `type=docker,dest=FILE|-` (for docker/podman load), `type=local,dest=DIR` (the
+    /// root filesystem as files), `type=tar,dest=FILE|-` (the root filesystem as one tar),
+    /// `type=image,name=REF[,push=true]`, `type=registry,name=REF`. Image outputs also take
+    /// `name=`, `compression=`, `compression-level=`, `force-compression=`,
+    /// `annotation[-TYPE].KEY=`. `-o -` is `type=tar,dest=-`, `-o DIR` is `type=local,dest=DIR`.
+    /// When an output goes to stdout, the image id is not printed (use --iidfile).
+    #[arg(short = 'o', long = "output", value_name = "type=KIND,dest=PATH")]
     pub outputs: Vec<String>,
+
+    /// Compression of the image's layers: gzip (default), zstd or uncompressed. Layers cached
+    /// or pulled in another compression are converted (once; the conversion is cached).
+    #[arg(long, value_name = "gzip|zstd|uncompressed")]
+    pub compression: Option<String>,
+
+    /// Compression level: gzip 0-9 (default 6), zstd 1-22 (default 3).
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<i32>,
+
+    /// Re-encode every layer with --compression/--compression-level, even those already in
+    /// that compression.
+    #[arg(long = "force-compression")]
+    pub force_compression: bool,
+
+    /// Add an annotation to the image manifest: `KEY=VALUE`, or `TYPES:KEY=VALUE` with TYPES
+    /// among manifest, manifest-descriptor, index (comma-separated). Repeatable.
+    #[arg(long = "annotation", value_name = "[TYPES:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+
+    /// Add a label to the image config (over the Dockerfile's LABELs). Repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Squash the layers the final stage adds into one layer (its base's layers are kept).
+    #[arg(long)]
+    pub squash: bool,
+
+    /// With SOURCE_DATE_EPOCH: also clamp file mtimes in layers taken from the cache that
+    /// were made without it (layers of the base image are never rewritten).
+    #[arg(long = "rewrite-timestamp")]
+    pub rewrite_timestamp: bool,
 
     /// Steps to run at once [default: the number of CPUs].
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
@@ -123,6 +160,19 @@ pub struct BuildArgs {
     /// `ID=SOCKET`. Repeatable.
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     pub ssh: Vec<String>,
+
+    /// Export the build cache: `type=registry,ref=REF` or `type=local,dest=DIR`, with
+    /// `mode=min|max` (the final image's steps, or every stage's), `compression=gzip|zstd`,
+    /// `mounts=true` (RUN cache mounts too, up to `mounts-max-size=SIZE`, default 512MiB),
+    /// `ignore-error=true`. Repeatable.
+    #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=max]")]
+    pub cache_to: Vec<String>,
+
+    /// Use a cache exported with --cache-to when a step misses the local cache:
+    /// `type=registry,ref=REF`, `REF`, or `type=local,src=DIR`. A cache that cannot be read
+    /// is a warning, never an error. Repeatable (the first that has a step wins).
+    #[arg(long = "cache-from", value_name = "type=registry,ref=REF")]
+    pub cache_from: Vec<String>,
 
     /// Registry flags: --pull, --push, --tls-verify, --authfile, --cert-dir.
     #[command(flatten)]

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use kiln_builder::context::{ContextSource, NamedSource, PreparedContext};
-use kiln_builder::export::Output;
+use kiln_builder::export::{CompressionSpec, ExportOptions, Output};
 use kiln_builder::reference::ImageName;
+use kiln_builder::remote_cache::{CacheExport, CacheImport};
 use kiln_builder::sandbox::{self, CancelToken, NetworkMode, UserNamespace};
 use kiln_builder::solver::SecretSource;
 use kiln_builder::{BuildRequest, Builder, DockerfileInput};
@@ -67,6 +68,9 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         .iter()
         .map(|o| Output::parse(o).map_err(|e| usage(e.to_string())))
         .collect::<Result<Vec<_>>>()?;
+    if outputs.iter().filter(|o| o.writes_stdout()).count() > 1 {
+        bail!(usage("only one --output can write to stdout"));
+    }
     // A fetched or extracted context lives under ROOT/tmp: keep `kiln cache prune` away from it.
     let gc_guard = kiln_cache::gc::GcLock::build(root)?;
     // Held until the build is over: a fetched or extracted context is removed when it drops.
@@ -91,6 +95,7 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     request.build_args = build_args;
     request.target = args.target.clone();
     request.outputs = outputs;
+    request.export = export_options(&args)?;
     request.jobs = args.jobs;
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.clone();
@@ -100,6 +105,8 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     request.secrets = secrets;
     request.ssh = ssh;
     request.cancel = cancel;
+    request.cache_from = parse_all(&args.cache_from, CacheImport::parse)?;
+    request.cache_to = parse_all(&args.cache_to, CacheExport::parse)?;
 
     crate::cmd_registry::install_for_build(&args.registry)?;
     let builder = Builder::open(root)?;
@@ -137,7 +144,10 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     crate::cmd_registry::push_after_build(root, &args.registry, &request.tags, &result)?;
     drop(prepared);
     drop(gc_guard);
-    println!("{}", result.config_digest);
+    // An output on stdout (`-o -`) owns it: the image id would corrupt the stream.
+    if !request.outputs.iter().any(|o| o.writes_stdout()) {
+        println!("{}", result.config_digest);
+    }
     // A size limit is kept after the build, never during it.
     match crate::cmd_cache::auto_prune(root) {
         Ok(Some(report)) if report.records + report.blobs.count > 0 => eprintln!(
@@ -148,6 +158,41 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         Err(e) => eprintln!("warning: automatic cache pruning failed: {e:#}"),
     }
     Ok(())
+}
+
+/// Parses every value of a repeatable flag; a bad one is a usage error.
+fn parse_all<T, E: std::fmt::Display>(
+    raw: &[String],
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Vec<T>> {
+    raw.iter().map(|s| parse(s).map_err(|e| usage(e.to_string()))).collect()
+}
+
+/// `--compression`, `--compression-level`, `--force-compression`, `--annotation`, `--label`,
+/// `--squash`, `--rewrite-timestamp`.
+fn export_options(args: &BuildArgs) -> Result<ExportOptions> {
+    let mut opts = ExportOptions::default();
+    if let Some(kind) = &args.compression {
+        let kind = CompressionSpec::parse_kind(kind)
+            .map_err(|e| usage(format!("--compression={kind}: {e}")))?;
+        opts.compression.kind = Some(kind);
+    }
+    opts.compression.level = args.compression_level;
+    opts.compression.force = args.force_compression;
+    opts.compression.validate().map_err(|e| usage(format!("--compression-level: {e}")))?;
+    for spec in &args.annotations {
+        opts.annotations.add_flag(spec).map_err(|e| usage(format!("--annotation {e}")))?;
+    }
+    for spec in &args.labels {
+        let (k, v) = spec
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| usage(format!("--label {spec:?}: expected KEY=VALUE")))?;
+        opts.labels.insert(k.to_string(), v.to_string());
+    }
+    opts.squash = args.squash;
+    opts.rewrite_timestamp = args.rewrite_timestamp;
+    Ok(opts)
 }
 
 /// `--build-arg K=V` / `K` (value from the environment; unset means not given).

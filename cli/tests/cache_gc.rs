@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::Value;
 
@@ -145,15 +143,28 @@ fn sigkill_at_any_moment_leaves_a_consistent_cache() {
     }
     write_files(&ctx, &[("Dockerfile", &dockerfile)]);
     let ctx_s = ctx.to_str().unwrap();
+    // How long a whole build takes here: the kills are spread over that time, so they land
+    // mid-build however fast or loaded the machine is.
+    // (The shortest of three: the first also fills the context's stat cache.)
+    let whole = (0..3)
+        .map(|i| {
+            write_files(&ctx, &[("d0/round", &format!("warm-up {i}"))]);
+            let started = std::time::Instant::now();
+            let out = env.kiln(&["build", "--progress", "quiet", "--no-cache", "-t", "k:1", ctx_s]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            started.elapsed()
+        })
+        .min()
+        .unwrap_or_default();
     let mut interrupted = 0;
-    for round in 0..20u64 {
+    for round in 0..20u32 {
         // Vary the change so that every round has work to do, and the kill moment.
         write_files(&ctx, &[("d0/round", &round.to_string())]);
         let mut child = env
             .kiln_cmd(&["build", "--progress", "quiet", "--no-cache", "-t", "k:1", ctx_s])
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(5 + round * 7));
+        std::thread::sleep(whole * (round + 1) / 25);
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         if status.code().is_none() {

@@ -21,7 +21,7 @@ use oci_spec::image::Descriptor;
 use crate::reference::Reference;
 
 pub mod auth;
-mod client;
+pub(crate) mod client;
 pub mod conf;
 pub mod credentials;
 pub mod error;

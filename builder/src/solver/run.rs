@@ -390,7 +390,7 @@ impl Solver<'_> {
     ) -> Result<(PathBuf, CacheLock), String> {
         let base = self.builder.root().join("cache/mounts");
         let name = Digest::of_bytes(id.as_bytes()).hex();
-        let dir = base.join(&name[..32]);
+        let dir = crate::remote_cache::mount_dir(self.builder.root(), id);
         let lock_path = base.join(format!("{}.lock", &name[..32]));
         std::fs::create_dir_all(&base).map_err(|e| format!("creating {}: {e}", base.display()))?;
         let lock = match sharing {
@@ -410,11 +410,17 @@ impl Solver<'_> {
             }
         };
         if !dir.exists() {
-            let tmp = base.join(format!(".tmp-{}-{}", &name[..16], std::process::id()));
+            // Per thread: two stages may create the same mount at once.
+            let thread = format!("{:?}", std::thread::current().id());
+            let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+            let tmp = base.join(format!(".tmp-{}-{}-{thread}", &name[..16], std::process::id()));
             create_owned_dir(&tmp, uid, gid, mode)?;
+            if let Some(remote) = self.remote {
+                remote.restore_mount(id, &tmp, self.builder, self.events);
+            }
             if std::fs::rename(&tmp, &dir).is_err() {
                 // Created by someone else meanwhile.
-                let _ = std::fs::remove_dir(&tmp);
+                let _ = std::fs::remove_dir_all(&tmp);
             }
         }
         Ok((dir, lock))

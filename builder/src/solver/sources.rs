@@ -81,6 +81,7 @@ impl Solver<'_> {
             layers: record.layer.into_iter().collect(),
             history: vec![history],
             author: None,
+            records: Vec::new(),
         })
     }
 

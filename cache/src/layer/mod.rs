@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use crate::digest::Digest;
 
-mod compression;
+pub(crate) mod compression;
 mod from_dir;
 pub mod pgzip;
 mod reader;

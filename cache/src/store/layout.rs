@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -95,6 +95,14 @@ fn reachable(blobs: &BlobStore, manifests: &[(Descriptor, Option<String>)]) -> R
 
 /// The `index.json` of an exported layout: the manifests, each with its ref name if given.
 fn index_json(manifests: &[(Descriptor, Option<String>)]) -> Result<Vec<u8>> {
+    index_json_with(manifests, &BTreeMap::new())
+}
+
+/// [`index_json`] with `annotations` on the index itself (none: no `annotations` field).
+pub(crate) fn index_json_with(
+    manifests: &[(Descriptor, Option<String>)],
+    annotations: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     let mut list = Vec::with_capacity(manifests.len());
     for (desc, name) in manifests {
         let mut d = desc.clone();
@@ -111,6 +119,11 @@ fn index_json(manifests: &[(Descriptor, Option<String>)]) -> Result<Vec<u8>> {
         serde_json::to_value(&list)
             .map_err(|source| Error::Json { what: "index.json".into(), source })?,
     );
+    if !annotations.is_empty() {
+        let ann = serde_json::to_value(annotations)
+            .map_err(|source| Error::Json { what: "index.json".into(), source })?;
+        index.insert("annotations".into(), ann);
+    }
     to_canonical_vec(&Value::Object(index), "index.json")
 }
 
@@ -122,6 +135,16 @@ pub fn write_layout(
     dest: &Path,
     blobs: &BlobStore,
     manifests: &[(Descriptor, Option<String>)],
+) -> Result<()> {
+    write_layout_with(dest, blobs, manifests, &BTreeMap::new())
+}
+
+/// [`write_layout`] with `index_annotations` on the layout's `index.json`.
+pub fn write_layout_with(
+    dest: &Path,
+    blobs: &BlobStore,
+    manifests: &[(Descriptor, Option<String>)],
+    index_annotations: &BTreeMap<String, String>,
 ) -> Result<()> {
     let parent = parent_dir(dest);
     let replace = check_dest_dir(dest)?;
@@ -163,7 +186,7 @@ pub fn write_layout(
         dst.sync_all().ctx("fsync", &dst_path)?;
     }
     write_synced(&tmp.path().join("oci-layout"), OCI_LAYOUT)?;
-    write_synced(&tmp.path().join("index.json"), &index_json(manifests)?)?;
+    write_synced(&tmp.path().join("index.json"), &index_json_with(manifests, index_annotations)?)?;
     fsync_dir(&blob_dir)?;
     fsync_dir(&tmp.path().join("blobs"))?;
     fsync_dir(tmp.path())?;
@@ -229,70 +252,38 @@ pub fn write_layout_tar(
     blobs: &BlobStore,
     manifests: &[(Descriptor, Option<String>)],
 ) -> Result<()> {
+    let index = index_json(manifests)?;
+    write_file_atomically(dest_file, |out| write_archive(out, blobs, manifests, &index, &[]))
+}
+
+/// Writes an OCI archive (as [`write_layout_tar`]) to a stream (e.g. stdout), with
+/// `index_annotations` on its `index.json`.
+pub fn write_layout_tar_to(
+    out: &mut dyn Write,
+    blobs: &BlobStore,
+    manifests: &[(Descriptor, Option<String>)],
+    index_annotations: &BTreeMap<String, String>,
+) -> Result<()> {
+    let index = index_json_with(manifests, index_annotations)?;
+    write_archive(out, blobs, manifests, &index, &[])
+}
+
+/// Creates `dest_file` through a temp file beside it (mode 0644, fsynced, renamed in) whose
+/// content `write` produces.
+pub(crate) fn write_file_atomically(
+    dest_file: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let parent = parent_dir(dest_file);
-    let list = reachable(blobs, manifests)?;
     let tmp = tempfile::Builder::new()
         .prefix(".kiln-archive-")
         .tempfile_in(parent)
         .ctx("create temp file in", parent)?;
     let tmp_path: PathBuf = tmp.path().to_path_buf();
-    let werr = |e: io::Error| Error::io("write", &tmp_path, e);
     {
         let mut out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-        let no_xattrs = BTreeMap::new();
-        let put = |out: &mut BufWriter<&File>, name: &str, flag: u8, size: u64| -> Result<()> {
-            let header = TarHeader {
-                name,
-                typeflag: flag,
-                mode: if flag == typeflag::DIR { 0o755 } else { 0o644 },
-                uid: 0,
-                gid: 0,
-                size,
-                mtime: 0,
-                linkname: "",
-                devmajor: 0,
-                devminor: 0,
-                xattrs: &no_xattrs,
-            };
-            let bytes = header.encode().map_err(Error::Invalid)?;
-            out.write_all(&bytes).map_err(werr)
-        };
-        let pad = |out: &mut BufWriter<&File>, size: u64| -> Result<()> {
-            let n = (size.next_multiple_of(BLOCK as u64) - size) as usize;
-            out.write_all(&[0u8; BLOCK][..n]).map_err(werr)
-        };
-        let index = index_json(manifests)?;
-        for (name, data) in [("oci-layout", OCI_LAYOUT), ("index.json", index.as_slice())] {
-            put(&mut out, name, typeflag::REGULAR, data.len() as u64)?;
-            out.write_all(data).map_err(werr)?;
-            pad(&mut out, data.len() as u64)?;
-        }
-        put(&mut out, "blobs/", typeflag::DIR, 0)?;
-        put(&mut out, "blobs/sha256/", typeflag::DIR, 0)?;
-        for b in &list {
-            put(&mut out, &format!("blobs/sha256/{}", b.digest.hex()), typeflag::REGULAR, b.size)?;
-            let mut reader = blobs.open_verified(&b.digest)?;
-            if reader.size() != b.size {
-                return Err(Error::SizeMismatch {
-                    what: format!("blob {}", b.digest),
-                    expected: b.size,
-                    actual: reader.size(),
-                });
-            }
-            let copied = io::copy(&mut reader, &mut out).map_err(|e| {
-                Error::stream(format!("copying blob {} into {}", b.digest, tmp_path.display()), e)
-            })?;
-            if copied != b.size {
-                return Err(Error::SizeMismatch {
-                    what: format!("blob {}", b.digest),
-                    expected: b.size,
-                    actual: copied,
-                });
-            }
-            pad(&mut out, b.size)?;
-        }
-        out.write_all(&[0u8; BLOCK * 2]).map_err(werr)?;
-        out.flush().map_err(werr)?;
+        write(&mut out)?;
+        out.flush().map_err(|e| Error::io("write", &tmp_path, e))?;
     }
     tmp.as_file()
         .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
@@ -300,4 +291,81 @@ pub fn write_layout_tar(
     tmp.as_file().sync_all().ctx("fsync", &tmp_path)?;
     tmp.persist(dest_file).map_err(|e| Error::io("rename temp file to", dest_file, e.error))?;
     fsync_dir(parent)
+}
+
+/// Streams an OCI archive: `oci-layout`, `index.json` (`index`), the `extra` files (name,
+/// bytes), then every blob `manifests` reach, each verified, with fixed metadata.
+pub(crate) fn write_archive(
+    out: &mut dyn Write,
+    blobs: &BlobStore,
+    manifests: &[(Descriptor, Option<String>)],
+    index: &[u8],
+    extra: &[(&str, &[u8])],
+) -> Result<()> {
+    let list = reachable(blobs, manifests)?;
+    let werr = |e: io::Error| Error::stream("writing archive", e);
+    let no_xattrs = BTreeMap::new();
+    let put = |out: &mut dyn Write, name: &str, flag: u8, size: u64| -> Result<()> {
+        let header = TarHeader {
+            name,
+            typeflag: flag,
+            mode: if flag == typeflag::DIR { 0o755 } else { 0o644 },
+            uid: 0,
+            gid: 0,
+            size,
+            mtime: 0,
+            linkname: "",
+            devmajor: 0,
+            devminor: 0,
+            xattrs: &no_xattrs,
+        };
+        let bytes = header.encode().map_err(Error::Invalid)?;
+        out.write_all(&bytes).map_err(werr)
+    };
+    let pad = |out: &mut dyn Write, size: u64| -> Result<()> {
+        let n = (size.next_multiple_of(BLOCK as u64) - size) as usize;
+        out.write_all(&[0u8; BLOCK][..n]).map_err(werr)
+    };
+    let mut files: Vec<(&str, &[u8])> = vec![("oci-layout", OCI_LAYOUT), ("index.json", index)];
+    files.extend_from_slice(extra);
+    for (name, data) in files {
+        put(out, name, typeflag::REGULAR, data.len() as u64)?;
+        out.write_all(data).map_err(werr)?;
+        pad(out, data.len() as u64)?;
+    }
+    put(out, "blobs/", typeflag::DIR, 0)?;
+    put(out, "blobs/sha256/", typeflag::DIR, 0)?;
+    let mut buf = vec![0u8; 1 << 20];
+    for b in &list {
+        put(out, &format!("blobs/sha256/{}", b.digest.hex()), typeflag::REGULAR, b.size)?;
+        let mut reader = blobs.open_verified(&b.digest)?;
+        if reader.size() != b.size {
+            return Err(Error::SizeMismatch {
+                what: format!("blob {}", b.digest),
+                expected: b.size,
+                actual: reader.size(),
+            });
+        }
+        let mut copied = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::stream(format!("reading blob {}", b.digest), e)),
+            };
+            out.write_all(&buf[..n]).map_err(werr)?;
+            copied += n as u64;
+        }
+        if copied != b.size {
+            return Err(Error::SizeMismatch {
+                what: format!("blob {}", b.digest),
+                expected: b.size,
+                actual: copied,
+            });
+        }
+        pad(out, b.size)?;
+    }
+    out.write_all(&[0u8; BLOCK * 2]).map_err(werr)?;
+    out.flush().map_err(werr)
 }

@@ -5,6 +5,11 @@
 //! `index.json.lock`, written atomically (temp + fsync + rename + fsync of the directory), so
 //! concurrent taggers never lose or corrupt an entry. Readers need no lock. Fields of
 //! `index.json` kiln does not know are kept as they are.
+//!
+//! Exports live here too: OCI layouts and archives ([`write_layout`], [`write_layout_tar`]),
+//! Docker archives ([`write_docker_archive`]), the flattened root filesystem
+//! ([`write_rootfs_tar`], [`write_rootfs_dir`]), squashed layers ([`squash_layers`]) and layer
+//! conversions ([`recompress_layer`], [`rewrite_layer_mtimes`]) recorded in [`DerivedLayers`].
 
 use std::fs;
 use std::io;
@@ -20,9 +25,20 @@ use crate::fsutil::write_atomic;
 use crate::json::to_canonical_vec;
 use crate::lock::FileLock;
 
+mod convert;
+mod derived;
+mod docker;
 mod layout;
+mod merge;
+mod rootfs;
+mod tarout;
 
-pub use layout::{write_layout, write_layout_tar};
+pub use convert::{Codec, layer_codec, recompress_layer, rewrite_layer_mtimes};
+pub use derived::DerivedLayers;
+pub use docker::{DockerTag, write_docker_archive, write_docker_archive_to};
+pub use layout::{write_layout, write_layout_tar, write_layout_tar_to, write_layout_with};
+pub use rootfs::{squash_layers, write_rootfs_dir, write_rootfs_tar};
+pub use tarout::{MemberOptions, MemberStats, MtimeRule};
 
 /// Contents of the `oci-layout` file.
 pub(crate) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -1,0 +1,239 @@
+//! Layer compression of the image outputs: `--compression`, `--compression-level` and the
+//! `compression=`, `compression-level=`, `force-compression=` output options.
+//!
+//! Rules: without `compression`, layers the build made are gzip (converted if the cache holds
+//! them otherwise) and base-image layers stay as pulled; with `compression=X`, every layer not
+//! in X is converted; `force-compression=true` also re-encodes layers already in X, at the
+//! requested level. A conversion keeps the tar bytes (the diff_id, so the image config, is
+//! unchanged), runs in parallel across layers, and is recorded (diff_id, compression) →
+//! blob in [`DerivedLayers`] so it is done once.
+
+use std::path::Path;
+
+use kiln_cache::blob::BlobStore;
+use kiln_cache::index::LayerRef;
+use kiln_cache::layer::Compression;
+use kiln_cache::snapshot::LayerDesc;
+use kiln_cache::store::{DerivedLayers, layer_codec, recompress_layer};
+use rayon::prelude::*;
+
+use crate::BuildError;
+
+pub use kiln_cache::store::Codec;
+
+/// The compression an output asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompressionSpec {
+    /// `gzip`, `zstd` or `uncompressed`; `None` when not given.
+    pub kind: Option<Codec>,
+    /// The level (gzip 0–9, zstd 1–22); the codec's default when `None` (gzip 6, zstd 3).
+    pub level: Option<i32>,
+    /// Re-encode layers already in the requested codec too.
+    pub force: bool,
+}
+
+/// `true`/`false` (also `1`/`0`), as BuildKit's boolean options.
+pub(crate) fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err("expected true or false".to_string()),
+    }
+}
+
+impl CompressionSpec {
+    /// Parses a codec name: `gzip`, `zstd`, `uncompressed`.
+    pub fn parse_kind(v: &str) -> Result<Codec, String> {
+        match v {
+            "gzip" => Ok(Codec::Gzip),
+            "zstd" => Ok(Codec::Zstd),
+            "uncompressed" => Ok(Codec::Plain),
+            _ => Err("expected gzip, zstd or uncompressed".to_string()),
+        }
+    }
+
+    /// Takes an output option if it is one of this spec's (`compression`, `compression-level`,
+    /// `force-compression`); returns whether it was.
+    pub fn set_option(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        match key {
+            "compression" => self.kind = Some(Self::parse_kind(value)?),
+            "compression-level" => {
+                self.level = Some(value.parse().map_err(|_| "expected a number".to_string())?)
+            }
+            "force-compression" => self.force = parse_bool(value)?,
+            _ => return Ok(false),
+        }
+        self.validate()?;
+        Ok(true)
+    }
+
+    /// This spec's settings over `base`'s (an output's options over the build's flags); the
+    /// base's level is kept only for the codec it was given for.
+    pub fn over(&self, base: &CompressionSpec) -> CompressionSpec {
+        let same_codec = self.kind.is_none() || base.kind.is_none() || self.kind == base.kind;
+        CompressionSpec {
+            kind: self.kind.or(base.kind),
+            level: self.level.or(if same_codec { base.level } else { None }),
+            force: self.force || base.force,
+        }
+    }
+
+    /// Checks the level fits the codec.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.kind.unwrap_or(Codec::Gzip), self.level) {
+            (_, None) => Ok(()),
+            (Codec::Plain, Some(_)) => {
+                Err("a compression level does not apply to uncompressed layers".to_string())
+            }
+            (Codec::Gzip, Some(l)) if !(0..=9).contains(&l) => {
+                Err(format!("gzip levels are 0 to 9, not {l}"))
+            }
+            (Codec::Zstd, Some(l)) if !(1..=22).contains(&l) => {
+                Err(format!("zstd levels are 1 to 22, not {l}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How the build writes new layers (and converts others): the codec (gzip when not given)
+    /// at the level (the codec's default when not given).
+    pub fn target(&self) -> Compression {
+        match self.kind.unwrap_or(Codec::Gzip) {
+            Codec::Plain => Compression::None,
+            Codec::Gzip => Compression::Gzip { level: self.level.unwrap_or(6).clamp(0, 9) as u32 },
+            Codec::Zstd => Compression::Zstd { level: self.level.unwrap_or(3).clamp(1, 22) },
+        }
+    }
+
+    /// Whether every layer is brought to [`CompressionSpec::target`] (not only the build's own).
+    fn converts_all(&self) -> bool {
+        self.kind.is_some() || self.force
+    }
+}
+
+/// The name of a compression in derived-layer keys (`gzip-6`, `zstd-3`, `uncompressed`).
+pub(crate) fn tag(c: Compression) -> String {
+    match c {
+        Compression::None => "uncompressed".to_string(),
+        Compression::Gzip { level } => format!("gzip-{level}"),
+        Compression::Zstd { level } => format!("zstd-{level}"),
+    }
+}
+
+pub(crate) fn desc(l: &LayerRef) -> LayerDesc {
+    LayerDesc {
+        digest: l.digest.clone(),
+        diff_id: l.diff_id.clone(),
+        media_type: l.media_type.clone(),
+    }
+}
+
+/// `layers` compressed as `spec` says; `first_own` is the index of the first layer the build
+/// made (those below come from a base image).
+pub(crate) fn prepare_layers(
+    root: &Path,
+    blobs: &BlobStore,
+    layers: &[LayerRef],
+    first_own: usize,
+    spec: &CompressionSpec,
+) -> Result<Vec<LayerRef>, BuildError> {
+    spec.validate().map_err(BuildError::Export)?;
+    let derived = DerivedLayers::open(root)?;
+    let target = spec.target();
+    layers
+        .par_iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let layer = oci_media_type(blobs, layer)?;
+            if !spec.converts_all() && i < first_own {
+                return Ok(layer);
+            }
+            let codec = layer_codec(blobs, &desc(&layer))?;
+            if codec == Codec::of(&target) && !spec.force {
+                return Ok(layer);
+            }
+            Ok(convert(&derived, blobs, &layer, target)?)
+        })
+        .collect()
+}
+
+/// `layer` in `to`, from the derived-layer records or converted now.
+pub(crate) fn convert(
+    derived: &DerivedLayers,
+    blobs: &BlobStore,
+    layer: &LayerRef,
+    to: Compression,
+) -> Result<LayerRef, kiln_cache::Error> {
+    let key = format!("compress:{}:{}", layer.diff_id, tag(to));
+    if let Some(done) = derived.get(&key, blobs)? {
+        return Ok(done);
+    }
+    let info = recompress_layer(blobs, &desc(layer), to)?;
+    let done = LayerRef {
+        digest: info.digest,
+        diff_id: info.diff_id,
+        size: info.size,
+        media_type: info.media_type,
+    };
+    derived.put(&key, &done)?;
+    Ok(done)
+}
+
+/// Docker layer media types (which do not say their compression) as the OCI type of what the
+/// blob holds; other types as they are.
+fn oci_media_type(blobs: &BlobStore, layer: &LayerRef) -> Result<LayerRef, BuildError> {
+    let docker = layer.media_type.starts_with("application/vnd.docker.image.rootfs.diff.tar");
+    if !docker || !blobs.contains(&layer.digest) {
+        return Ok(layer.clone());
+    }
+    let media_type = match layer_codec(blobs, &desc(layer))? {
+        Codec::Plain => Compression::None.media_type(),
+        Codec::Gzip => Compression::Gzip { level: 6 }.media_type(),
+        Codec::Zstd => Compression::Zstd { level: 3 }.media_type(),
+    };
+    Ok(LayerRef { media_type: media_type.to_string(), ..layer.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_levels_and_targets() {
+        let mut s = CompressionSpec::default();
+        assert_eq!(s.target(), Compression::Gzip { level: 6 });
+        assert!(s.set_option("compression", "zstd").unwrap());
+        assert_eq!(s.target(), Compression::Zstd { level: 3 });
+        assert!(s.set_option("compression-level", "19").unwrap());
+        assert_eq!(s.target(), Compression::Zstd { level: 19 });
+        assert!(!s.set_option("name", "x").unwrap());
+        assert_eq!(
+            s.set_option("compression", "gzip").unwrap_err(),
+            "gzip levels are 0 to 9, not 19"
+        );
+        let plain = CompressionSpec { kind: Some(Codec::Plain), level: Some(1), force: false };
+        assert_eq!(
+            plain.validate().unwrap_err(),
+            "a compression level does not apply to uncompressed layers"
+        );
+        assert_eq!(
+            CompressionSpec { kind: Some(Codec::Zstd), level: Some(0), force: false }
+                .validate()
+                .unwrap_err(),
+            "zstd levels are 1 to 22, not 0"
+        );
+        let output = CompressionSpec { kind: Some(Codec::Plain), ..Default::default() };
+        let build = CompressionSpec { kind: Some(Codec::Zstd), level: Some(5), force: true };
+        assert_eq!(
+            output.over(&build),
+            CompressionSpec { kind: Some(Codec::Plain), level: None, force: true }
+        );
+        let output = CompressionSpec { level: Some(1), ..Default::default() };
+        assert_eq!(
+            output.over(&build),
+            CompressionSpec { kind: Some(Codec::Zstd), level: Some(1), force: true }
+        );
+        assert_eq!(tag(Compression::Gzip { level: 9 }), "gzip-9");
+        assert_eq!(tag(Compression::None), "uncompressed");
+    }
+}

@@ -1,0 +1,344 @@
+//! `--output` values: BuildKit's `type=KIND,key=value,...` syntax, and the shorthands `-`
+//! (`type=tar,dest=-`) and `PATH` (`type=local,dest=PATH`).
+
+use std::path::PathBuf;
+
+use crate::reference::Reference;
+
+use super::annotations::Annotations;
+use super::compress::{CompressionSpec, parse_bool};
+
+/// Where an archive goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    /// A file (or, for an OCI layout, a directory).
+    Path(PathBuf),
+    /// Standard output (`dest=-`).
+    Stdout,
+}
+
+impl Dest {
+    fn parse(value: &str) -> Dest {
+        if value == "-" { Dest::Stdout } else { Dest::Path(PathBuf::from(value)) }
+    }
+}
+
+/// Options of the outputs that write an image (`oci`, `docker`, `image`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// `name=` (repeatable): names in the archive or the store; `-t` names when empty
+    /// (archives only).
+    pub names: Vec<String>,
+    /// `compression=`, `compression-level=`, `force-compression=`: over the build's flags.
+    pub compression: CompressionSpec,
+    /// `annotation*.KEY=VALUE`: added to the build's `--annotation`s.
+    pub annotations: Annotations,
+}
+
+/// Where to write the build's result besides the local store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `type=oci,dest=PATH[,tar=true|false]`: an OCI layout directory, or an OCI archive when
+    /// PATH ends in `.tar` or is `-` (or `tar=true`).
+    Oci {
+        /// The directory, the archive file, or stdout.
+        dest: Dest,
+        /// `tar=`: forces the archive (`true`) or directory (`false`) form.
+        tar: Option<bool>,
+        /// Names, compression and annotations.
+        image: ImageOptions,
+    },
+    /// `type=docker,dest=FILE|-`: a Docker archive (`docker load`, `podman load`).
+    Docker {
+        /// The archive file, or stdout.
+        dest: Dest,
+        /// Names, compression and annotations.
+        image: ImageOptions,
+    },
+    /// `type=local,dest=DIR`: the final root filesystem as files in DIR (new or empty).
+    Local {
+        /// The directory.
+        dest: PathBuf,
+    },
+    /// `type=tar,dest=FILE|-`: the final root filesystem as one tar.
+    Tar {
+        /// The file, or stdout.
+        dest: Dest,
+    },
+    /// `type=image,name=REF[,push=true]` or `type=registry,name=REF`: the image is tagged
+    /// `REF` in the local store and, with `push`, pushed to `REF`'s registry.
+    Image {
+        /// Push to the registry too.
+        push: bool,
+        /// Names (at least one), compression and annotations.
+        image: ImageOptions,
+    },
+}
+
+/// Why an `--output` value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputSpecError {
+    /// Not `key=value,...`.
+    #[error("invalid --output {0:?}: expected type=KIND,key=value,... (or - or a directory)")]
+    Malformed(String),
+    /// A `type` kiln does not write.
+    #[error(
+        "--output type={0} is not supported (supported: oci, docker, local, tar, image, registry)"
+    )]
+    UnknownType(String),
+    /// No `dest`.
+    #[error("--output type={0} needs dest=PATH")]
+    MissingDest(String),
+    /// No `name` for an image output.
+    #[error("--output type={0} needs name=REF")]
+    MissingName(String),
+    /// A name that is not a valid image reference.
+    #[error("--output name={name:?}: {reason}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A value that is not what its key takes.
+    #[error("--output {key}={value:?}: {reason}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// What it should be.
+        reason: String,
+    },
+    /// A key that does not belong to the type.
+    #[error("--output: unknown option {key:?} for type={kind}")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// The output type.
+        kind: String,
+    },
+    /// `type=local` to stdout.
+    #[error("--output type=local writes a directory; use type=tar,dest=- for stdout")]
+    LocalToStdout,
+}
+
+impl Output {
+    /// Parses an `--output` value.
+    pub fn parse(spec: &str) -> Result<Output, OutputSpecError> {
+        if spec == "-" {
+            return Ok(Output::Tar { dest: Dest::Stdout });
+        }
+        if !spec.contains('=') && !spec.is_empty() {
+            return Ok(Output::Local { dest: PathBuf::from(spec) });
+        }
+        let mut kind = None;
+        let mut pairs = Vec::new();
+        for pair in spec.split(',') {
+            let (k, v) =
+                pair.split_once('=').ok_or_else(|| OutputSpecError::Malformed(spec.to_string()))?;
+            let (k, v) = (k.trim(), v.trim());
+            if k == "type" {
+                kind = Some(v.to_string());
+            } else {
+                pairs.push((k.to_string(), v.to_string()));
+            }
+        }
+        let kind = kind.ok_or_else(|| OutputSpecError::Malformed(spec.to_string()))?;
+        let unknown =
+            |key: &str| OutputSpecError::UnknownKey { key: key.to_string(), kind: kind.clone() };
+        let bad = |key: &str, value: &str, reason: String| OutputSpecError::BadValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason,
+        };
+        let takes_image = matches!(kind.as_str(), "oci" | "docker" | "image" | "registry");
+        let takes_dest = matches!(kind.as_str(), "oci" | "docker" | "local" | "tar");
+        let mut dest = None;
+        let mut tar = None;
+        let mut push = None;
+        let mut image = ImageOptions::default();
+        for (k, v) in &pairs {
+            match k.as_str() {
+                "dest" if takes_dest => dest = Some(v.clone()),
+                "tar" if kind == "oci" => {
+                    tar = Some(parse_bool(v).map_err(|r| bad(k, v, r))?);
+                }
+                "push" if matches!(kind.as_str(), "image" | "registry") => {
+                    push = Some(parse_bool(v).map_err(|r| bad(k, v, r))?);
+                }
+                "name" if takes_image => image.names.push(v.clone()),
+                "oci-mediatypes" if takes_image => {
+                    if !parse_bool(v).map_err(|r| bad(k, v, r))? {
+                        return Err(bad(k, v, "kiln writes OCI media types only".to_string()));
+                    }
+                }
+                _ if takes_image
+                    && image.compression.set_option(k, v).map_err(|r| bad(k, v, r))? => {}
+                _ if takes_image
+                    && image.annotations.add_option(k, v).map_err(|r| bad(k, v, r))? => {}
+                _ => return Err(unknown(k)),
+            }
+        }
+        for name in &image.names {
+            Reference::parse(name).map_err(|e| OutputSpecError::BadName {
+                name: name.clone(),
+                reason: e.reason.to_string(),
+            })?;
+        }
+        let need_dest = || dest.clone().ok_or_else(|| OutputSpecError::MissingDest(kind.clone()));
+        match kind.as_str() {
+            "oci" => Ok(Output::Oci { dest: Dest::parse(&need_dest()?), tar, image }),
+            "docker" => Ok(Output::Docker { dest: Dest::parse(&need_dest()?), image }),
+            "local" => match Dest::parse(&need_dest()?) {
+                Dest::Stdout => Err(OutputSpecError::LocalToStdout),
+                Dest::Path(dest) => Ok(Output::Local { dest }),
+            },
+            "tar" => Ok(Output::Tar { dest: Dest::parse(&need_dest()?) }),
+            "image" | "registry" => {
+                if image.names.is_empty() {
+                    return Err(OutputSpecError::MissingName(kind.clone()));
+                }
+                let push = push.unwrap_or(kind == "registry");
+                Ok(Output::Image { push, image })
+            }
+            _ => Err(OutputSpecError::UnknownType(kind.clone())),
+        }
+    }
+
+    /// Whether this output writes to standard output.
+    pub fn writes_stdout(&self) -> bool {
+        matches!(
+            self,
+            Output::Oci { dest: Dest::Stdout, .. }
+                | Output::Docker { dest: Dest::Stdout, .. }
+                | Output::Tar { dest: Dest::Stdout }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::compress::Codec;
+
+    fn err(spec: &str) -> String {
+        Output::parse(spec).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_every_type() {
+        let oci = |dest: Dest, tar| Output::Oci { dest, tar, image: ImageOptions::default() };
+        assert_eq!(Output::parse("type=oci,dest=/x").unwrap(), oci(Dest::Path("/x".into()), None));
+        assert_eq!(
+            Output::parse("dest=o.tar,type=oci").unwrap(),
+            oci(Dest::Path("o.tar".into()), None)
+        );
+        assert_eq!(
+            Output::parse("type=oci,dest=-,tar=true").unwrap(),
+            oci(Dest::Stdout, Some(true))
+        );
+        assert_eq!(
+            Output::parse("type=docker,dest=img.tar").unwrap(),
+            Output::Docker { dest: Dest::Path("img.tar".into()), image: ImageOptions::default() }
+        );
+        assert_eq!(
+            Output::parse("type=local,dest=out").unwrap(),
+            Output::Local { dest: "out".into() }
+        );
+        assert_eq!(Output::parse("out/dir").unwrap(), Output::Local { dest: "out/dir".into() });
+        assert_eq!(Output::parse("-").unwrap(), Output::Tar { dest: Dest::Stdout });
+        assert_eq!(Output::parse("type=tar,dest=-").unwrap(), Output::Tar { dest: Dest::Stdout });
+        assert_eq!(
+            Output::parse("type=tar,dest=fs.tar").unwrap(),
+            Output::Tar { dest: Dest::Path("fs.tar".into()) }
+        );
+        let image = |names: &[&str], push| Output::Image {
+            push,
+            image: ImageOptions {
+                names: names.iter().map(|n| n.to_string()).collect(),
+                ..ImageOptions::default()
+            },
+        };
+        assert_eq!(Output::parse("type=image,name=a/b:1").unwrap(), image(&["a/b:1"], false));
+        assert_eq!(
+            Output::parse("type=image,name=localhost:5000/a,push=true").unwrap(),
+            image(&["localhost:5000/a"], true)
+        );
+        assert_eq!(
+            Output::parse("type=registry,name=r.io/a,name=r.io/b").unwrap(),
+            image(&["r.io/a", "r.io/b"], true)
+        );
+        assert!(Output::parse("type=tar,dest=-").unwrap().writes_stdout());
+        assert!(!Output::parse("type=oci,dest=x").unwrap().writes_stdout());
+    }
+
+    #[test]
+    fn parses_image_options() {
+        let out = Output::parse(
+            "type=oci,dest=x.tar,compression=zstd,compression-level=19,force-compression=true,\
+             annotation.a=1,annotation-manifest-descriptor.b=2,oci-mediatypes=true,name=app:1",
+        )
+        .unwrap();
+        let Output::Oci { image, .. } = out else { panic!("{out:?}") };
+        assert_eq!(image.names, ["app:1"]);
+        assert_eq!(
+            image.compression,
+            CompressionSpec { kind: Some(Codec::Zstd), level: Some(19), force: true }
+        );
+        assert_eq!(image.annotations.manifest["a"], "1");
+        assert_eq!(image.annotations.manifest_descriptor["b"], "2");
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        assert_eq!(
+            err("type=cacheonly"),
+            "--output type=cacheonly is not supported (supported: oci, docker, local, tar, image, registry)"
+        );
+        assert_eq!(err("type=registry"), "--output type=registry needs name=REF");
+        assert_eq!(err("type=docker"), "--output type=docker needs dest=PATH");
+        assert_eq!(
+            err("type=image,name=A"),
+            "--output name=\"A\": each path component is lower-case letters and digits, separated by '.', '_', '__' or '-'"
+        );
+        assert_eq!(
+            err("type=image,name=a,push=yes"),
+            "--output push=\"yes\": expected true or false"
+        );
+        assert_eq!(
+            err("type=image,name=a,dest=x"),
+            "--output: unknown option \"dest\" for type=image"
+        );
+        assert_eq!(
+            err("type=local,dest=x,compression=zstd"),
+            "--output: unknown option \"compression\" for type=local"
+        );
+        assert_eq!(err("type=tar,dest=x,name=a"), "--output: unknown option \"name\" for type=tar");
+        assert_eq!(
+            err("type=oci,dest=x,push=true"),
+            "--output: unknown option \"push\" for type=oci"
+        );
+        assert_eq!(err("type=oci"), "--output type=oci needs dest=PATH");
+        assert_eq!(
+            err("type=local,dest=-"),
+            "--output type=local writes a directory; use type=tar,dest=- for stdout"
+        );
+        assert_eq!(
+            err("type=oci,dest=x,compression=estargz"),
+            "--output compression=\"estargz\": expected gzip, zstd or uncompressed"
+        );
+        assert_eq!(
+            err("type=oci,dest=x,oci-mediatypes=false"),
+            "--output oci-mediatypes=\"false\": kiln writes OCI media types only"
+        );
+        assert_eq!(
+            err("dest=x,oops"),
+            "invalid --output \"dest=x,oops\": expected type=KIND,key=value,... (or - or a directory)"
+        );
+        assert_eq!(
+            err("dest=x"),
+            "invalid --output \"dest=x\": expected type=KIND,key=value,... (or - or a directory)"
+        );
+    }
+}
