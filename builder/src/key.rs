@@ -226,9 +226,21 @@ fn io_error(path: &std::path::Path, source: std::io::Error) -> ContextError {
     ContextError::Io { path: path.to_path_buf(), source }
 }
 
-/// sha256 of a file's content, streamed.
+/// sha256 of a file's content, streamed. Opened without following a symlink and without
+/// blocking (a named pipe put in its place would otherwise wait for a writer forever); anything
+/// but a regular file is an error.
 fn hash_file(path: &std::path::Path) -> Result<Digest, ContextError> {
-    let mut file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.is_file() {
+        let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+        return Err(io_error(path, e));
+    }
     let mut writer = kiln_cache::digest::HashingWriter::new(std::io::sink());
     std::io::copy(&mut file, &mut writer).map_err(|e| io_error(path, e))?;
     Ok(writer.finish().0)

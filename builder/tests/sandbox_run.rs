@@ -54,6 +54,10 @@ fn main() {
         ),
         ("capabilities_are_dockers_default", capabilities_are_dockers_default),
         ("dev_proc_sys_are_provided", dev_proc_sys_are_provided),
+        (
+            "device_nodes_made_by_a_run_cannot_be_opened",
+            device_nodes_made_by_a_run_cannot_be_opened,
+        ),
         ("bind_tmpfs_mounts_and_their_stubs", bind_tmpfs_mounts_and_their_stubs),
         ("cancel_kills_everything_and_cleans_up", cancel_kills_everything_and_cleans_up),
         ("sigterm_to_kiln_cancels_the_run", sigterm_to_kiln_cancels_the_run),
@@ -411,6 +415,26 @@ fn dev_proc_sys_are_provided() {
     );
     assert_eq!(out[1..4], ["4", "sys=1", "shm"]);
     assert_eq!(kinds(&diff(&spec)), Vec::<(String, String)>::new());
+}
+
+fn device_nodes_made_by_a_run_cannot_be_opened() {
+    // As real root a RUN keeps CAP_MKNOD: it can make nodes (they belong in the layer), but
+    // never use them, or a node for the host's disk would give it the disk. (A rootless RUN
+    // cannot make nodes at all.)
+    let w = World::new();
+    let spec = w.sh("mknod /n c 1 3 && echo made; echo x 2>/dev/null > /n; echo root=$?; \
+         mknod /dev/n2 c 1 3 && echo made; echo x 2>/dev/null > /dev/n2; echo dev=$?; \
+         echo x > /dev/null && echo null-ok");
+    let out = run_ok(&spec);
+    if real_root() {
+        assert_eq!(out, ["made", "root=1", "made", "dev=1", "null-ok"]);
+        assert_eq!(
+            kinds(&diff(&spec)),
+            [("n".to_string(), "CharDevice { major: 1, minor: 3 }".to_string())]
+        );
+    } else {
+        assert_eq!(out, ["root=1", "dev=1", "null-ok"]);
+    }
 }
 
 fn bind_tmpfs_mounts_and_their_stubs() {

@@ -79,6 +79,31 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The kiln root belongs to another user, and this one may not write (or read) it.
+    #[error(
+        "kiln root {} belongs to {owner}, not to the user kiln runs as: use a root of your own \
+         (--root or KILN_ROOT) or run kiln as its owner",
+        root.display()
+    )]
+    RootNotYours {
+        /// The kiln root.
+        root: PathBuf,
+        /// Who owns it (`uid N`, or `another user` when not mapped into kiln's user namespace).
+        owner: String,
+        /// The permission error that revealed it.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A build, pull or push needs to write to a kiln root on a read-only filesystem.
+    #[error(
+        "kiln root {} is on a read-only filesystem: a build, pull or push writes to it \
+         (give a writable --root)",
+        root.display()
+    )]
+    ReadOnlyRoot {
+        /// The kiln root.
+        root: PathBuf,
+    },
     /// A request that makes no sense (empty tag, bad compression level, ...).
     #[error("{0}")]
     Invalid(String),

@@ -25,23 +25,30 @@ pub struct GcLock;
 impl GcLock {
     fn path(root: &Path) -> Result<PathBuf> {
         // A root that does not exist yet is an empty one.
-        std::fs::create_dir_all(root).ctx("create directory", root)?;
+        std::fs::create_dir_all(root)
+            .ctx("create directory", root)
+            .map_err(|e| crate::access::explain(root, e))?;
         Ok(root.join("gc.lock"))
     }
 
-    /// Held (shared) by a build from start to end.
+    /// Held (shared) by a build (or a pull or push) from start to end. Fails at once with
+    /// [`Error::ReadOnlyRoot`] when `root` is on a read-only filesystem: they all write.
     pub fn build(root: &Path) -> Result<FileLock> {
-        FileLock::shared(&Self::path(root)?)
+        let path = Self::path(root)?;
+        if rustix::fs::access(root, rustix::fs::Access::WRITE_OK) == Err(rustix::io::Errno::ROFS) {
+            return Err(Error::ReadOnlyRoot { root: root.to_path_buf() });
+        }
+        FileLock::shared(&path).map_err(|e| crate::access::explain(root, e))
     }
 
     /// Held (exclusive) while pruning or repairing: waits for running builds.
     pub fn exclusive(root: &Path) -> Result<FileLock> {
-        FileLock::exclusive(&Self::path(root)?)
+        FileLock::exclusive(&Self::path(root)?).map_err(|e| crate::access::explain(root, e))
     }
 
     /// The exclusive lock if no build runs right now.
     pub fn try_exclusive(root: &Path) -> Result<Option<FileLock>> {
-        FileLock::try_exclusive(&Self::path(root)?)
+        FileLock::try_exclusive(&Self::path(root)?).map_err(|e| crate::access::explain(root, e))
     }
 }
 

@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+mod access;
 pub mod blob;
 pub mod digest;
 pub mod error;

@@ -52,7 +52,7 @@ impl FileLock {
     }
 
     fn take(path: &Path, op: FlockOperation, exclusive: bool) -> Result<Option<FileLock>> {
-        let file = OpenOptions::new()
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -60,7 +60,17 @@ impl FileLock {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| Error::io("open lock file", path, e))?;
+        {
+            Ok(f) => f,
+            // On a read-only filesystem nobody writes, but readers (`kiln images`, `kiln cache
+            // check --dry-run`) still lock: `flock` works on a read-only descriptor.
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)
+                .map_err(|_| Error::io("open lock file", path, e))?,
+            Err(e) => return Err(Error::io("open lock file", path, e)),
+        };
         loop {
             match rustix::fs::flock(&file, op) {
                 Ok(()) => {

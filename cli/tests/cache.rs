@@ -132,35 +132,86 @@ fn build_named(env: &Env, ctx: &std::path::Path, name: &str) {
     env.kiln_ok(&["build", "--progress", "quiet", "-t", name, ctx.to_str().unwrap()]);
 }
 
+/// A context with a busybox rootfs and a Dockerfile whose RUN writes `word`.
+fn run_context(env: &Env, name: &str, word: &str) -> std::path::PathBuf {
+    let ctx = env.path(name);
+    busybox_rootfs(&ctx.join("rootfs"));
+    write_files(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM scratch\nCOPY rootfs/ /\nRUN echo {word} > /word && cat /word /word > /twice\nCOPY f /f\n"
+                ),
+            ),
+            ("f", word),
+        ],
+    );
+    ctx
+}
+
 #[test]
-fn concurrent_builds_of_the_same_dockerfile_both_succeed() {
+fn eight_concurrent_builds_on_one_root_succeed_and_leave_it_consistent() {
     let env = Env::new();
-    let ctx = context(&env);
-    let ctx_s = ctx.to_str().unwrap().to_string();
-    let children: Vec<_> = (0..4)
-        .map(|i| {
-            env.kiln_cmd(&["build", "--progress", "plain", "-t", &format!("same:{i}"), &ctx_s])
+    let copy_only = context(&env);
+    let run_a = run_context(&env, "ctx-a", "alpha");
+    let run_b = run_context(&env, "ctx-b", "beta");
+    // (context, extra args): identical builds share their steps, the others differ in a RUN, a
+    // COPY or a build arg.
+    let builds: Vec<(&std::path::Path, &[&str])> = vec![
+        (&run_a, &[]),
+        (&copy_only, &[]),
+        (&run_a, &[]),
+        (&run_b, &[]),
+        (&copy_only, &["--build-arg", "MODE=b"]),
+        (&run_a, &[]),
+        (&copy_only, &[]),
+        (&run_b, &[]),
+    ];
+    let children: Vec<_> = builds
+        .iter()
+        .enumerate()
+        .map(|(i, (ctx, extra))| {
+            let tag = format!("same:{i}");
+            let mut args = vec!["build", "--progress", "plain", "-t", &tag];
+            args.extend_from_slice(extra);
+            args.push(ctx.to_str().unwrap());
+            env.kiln_cmd(&args)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    let mut ids = Vec::new();
-    for child in children {
+    for (i, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        assert!(out.status.success(), "build {i}:\n{}", stderr(&out));
     }
-    // Each step's result was produced once and reused: every build has the same layers.
-    let manifests: Vec<_> = (0..4)
-        .map(|i| {
-            let v: serde_json::Value =
-                serde_json::from_str(&env.kiln_ok(&["inspect", &format!("same:{i}")])).unwrap();
-            v["manifest"]["layers"].clone()
-        })
-        .collect();
-    assert!(manifests.windows(2).all(|w| w[0] == w[1]), "{manifests:#?}");
+    let layers = |i: usize| {
+        let v: serde_json::Value =
+            serde_json::from_str(&env.kiln_ok(&["inspect", &format!("same:{i}")])).unwrap();
+        v["manifest"]["layers"].clone()
+    };
+    // Each step's result was produced once and reused: identical builds have the same layers.
+    for same in [[0, 2, 5].as_slice(), &[1, 6], &[3, 7]] {
+        let first = layers(same[0]);
+        for &i in &same[1..] {
+            assert_eq!(layers(i), first, "builds {} and {i}", same[0]);
+        }
+    }
+    // COPY rootfs, RUN, COPY f: the RUN made a layer of its own.
+    assert_eq!(layers(0).as_array().map(Vec::len), Some(3), "{:#}", layers(0));
+    assert_ne!(layers(0), layers(3));
+    assert_ne!(layers(1), layers(4));
+    let check: serde_json::Value =
+        serde_json::from_str(&env.kiln_ok(&["cache", "check", "--dry-run", "--json"])).unwrap();
+    for list in
+        ["corrupt_blobs", "dangling_records", "bad_records", "partial_snapshots", "broken_tags"]
+    {
+        assert_eq!(check[list], serde_json::json!([]), "{list}: {check:#}");
+    }
+    assert_eq!(check["temporaries"], 0, "{check:#}");
 }
 
 #[test]

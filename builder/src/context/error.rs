@@ -97,6 +97,22 @@ pub enum ContextError {
         /// Where the chain was given up.
         path: PathBuf,
     },
+    /// A literal source that is a named pipe, socket or device: reading it could block, and
+    /// kiln copies only files, directories and symlinks from a context (inside a directory
+    /// source such entries are left out; BuildKit recreates FIFOs and devices).
+    #[error(
+        "source {source_path:?} is {kind} ({}): only files, directories and symlinks are \
+         copied from a build context",
+        path.display()
+    )]
+    SpecialFile {
+        /// The source as written.
+        source_path: String,
+        /// The special file.
+        path: PathBuf,
+        /// `a named pipe`, `a socket`, `a character device` or `a block device`.
+        kind: &'static str,
+    },
     /// A file name (or symlink target) that is not UTF-8, which kiln does not handle yet.
     #[error("{}: the name is not valid UTF-8, which kiln does not support yet", path.display())]
     NotUtf8 {

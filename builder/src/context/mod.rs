@@ -16,6 +16,7 @@ pub mod git;
 mod glob;
 pub mod http;
 pub mod ignore;
+mod inroot;
 mod paths;
 mod resolve;
 mod scratch;
@@ -93,7 +94,12 @@ impl BuildContext {
         candidates.push(root.join(".containerignore"));
         candidates.push(root.join(".dockerignore"));
         for path in candidates {
-            let text = match fs::read(&path) {
+            let read = match inroot::read_in_root(&root, &path) {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => fs::read(&path),
+                Err(e) => Err(e),
+            };
+            let text = match read {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(source) => return Err(ContextError::IgnoreFileUnreadable { path, source }),

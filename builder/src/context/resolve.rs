@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::fs::{self, Metadata};
 use std::io::ErrorKind;
+use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 
 use super::glob::{Program, has_wildcard};
@@ -79,6 +80,13 @@ impl BuildContext {
         };
         if !self.visible(&rel, &metadata)? {
             return Err(self.not_found(source, self.abs(&rel), Some(rel)));
+        }
+        if let Some(kind) = special_kind(&metadata) {
+            return Err(ContextError::SpecialFile {
+                source_path: source.to_string(),
+                path: self.abs(&rel),
+                kind,
+            });
         }
         Ok(self.entry(segments.join("/"), rel, metadata))
     }
@@ -165,7 +173,13 @@ impl BuildContext {
             if rel != cand.resolved && !self.visible(&rel, &metadata)? {
                 return Err(self.not_found(source, self.abs(&rel), Some(rel)));
             }
-            entries.push(self.entry(cand.lexical, rel, metadata));
+            // Pipes, sockets and devices a wildcard matches are left out, as in a walk.
+            if special_kind(&metadata).is_none() {
+                entries.push(self.entry(cand.lexical, rel, metadata));
+            }
+        }
+        if entries.is_empty() {
+            return Err(self.not_found(source, looked_for, first_excluded));
         }
         Ok(entries)
     }
@@ -279,5 +293,21 @@ impl BuildContext {
             looked_for,
             excluded: excluded_rel.and_then(|rel| self.exclusion(&rel)).map(Box::new),
         }
+    }
+}
+
+/// What a special file is (`a named pipe`, ...), `None` for files, directories and symlinks.
+pub(super) fn special_kind(metadata: &Metadata) -> Option<&'static str> {
+    let t = metadata.file_type();
+    if t.is_file() || t.is_dir() || t.is_symlink() {
+        None
+    } else if t.is_fifo() {
+        Some("a named pipe")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else {
+        Some("a block device")
     }
 }

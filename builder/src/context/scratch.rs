@@ -29,7 +29,7 @@ impl Scratch {
     /// A new empty directory named `prefix…`, kept until the scratch is dropped.
     pub fn dir(&self, prefix: &str) -> io::Result<PathBuf> {
         std::fs::create_dir_all(&self.parent)?;
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(&self.parent)?;
+        let dir = private(prefix).tempdir_in(&self.parent)?;
         let path = dir.path().to_path_buf();
         self.dirs.lock().unwrap_or_else(|p| p.into_inner()).push(dir);
         Ok(path)
@@ -38,6 +38,15 @@ impl Scratch {
     /// A new empty directory the caller owns (removed when the returned guard drops).
     pub fn owned_dir(&self, prefix: &str) -> io::Result<TempDir> {
         std::fs::create_dir_all(&self.parent)?;
-        tempfile::Builder::new().prefix(prefix).tempdir_in(&self.parent)
+        private(prefix).tempdir_in(&self.parent)
     }
+}
+
+/// A temporary directory of mode `0700` (tempfile's default follows the umask): extracted
+/// contexts and downloads are the user's, and may hold set-uid files.
+fn private(prefix: &str) -> tempfile::Builder<'_, 'static> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix).permissions(std::fs::Permissions::from_mode(0o700));
+    b
 }

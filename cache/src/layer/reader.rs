@@ -2,11 +2,13 @@
 //! `tar` crate's entry iterator (never its `unpack`), normalizes paths and whiteouts, and hashes
 //! the uncompressed stream to give the diff_id.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use tar::EntryType;
 
@@ -105,10 +107,18 @@ pub fn read_layer<R: Read>(
 ) -> Result<ReadSummary> {
     let how = DecodeAs::from_media_type(media_type)?;
     let decoder = Decoder::new(reader, how).map_err(|e| Error::stream("reading layer", e))?;
-    let mut archive = tar::Archive::new(HashingReader::new(decoder));
+    let budget = HeaderBudget::default();
+    let mut archive = tar::Archive::new(budget.wrap(HashingReader::new(decoder)));
     let (mut entries, mut skipped) = (0u64, 0u64);
     let tar_err = |e: io::Error| Error::stream("reading layer tar", e);
-    for item in archive.entries().map_err(tar_err)? {
+    let mut iter = archive.entries().map_err(tar_err)?;
+    loop {
+        // The tar crate reads PAX and GNU long-name members whole into memory while finding the
+        // next member: that part alone is bounded.
+        budget.limit(MAX_HEADER_BYTES);
+        let item = iter.next();
+        budget.unlimit();
+        let Some(item) = item else { break };
         let mut entry = item.map_err(tar_err)?;
         match header_of(&mut entry)? {
             Some(h) => {
@@ -117,13 +127,63 @@ pub fn read_layer<R: Read>(
             }
             None => skipped += 1,
         }
+        // Content the visitor left unread is skipped here, streamed, outside the budget.
+        io::copy(&mut entry, &mut io::sink())
+            .map_err(|e| Error::stream("reading layer member content", e))?;
     }
-    let mut hashing = archive.into_inner();
+    let mut hashing = archive.into_inner().inner;
     io::copy(&mut hashing, &mut io::sink()).map_err(|e| Error::stream("reading layer tail", e))?;
     let (decoder, diff_id, tar_size) = hashing.into_parts();
     let mut raw = decoder.into_inner();
     io::copy(&mut raw, &mut io::sink()).map_err(|e| Error::stream("reading layer blob", e))?;
     Ok(ReadSummary { diff_id, tar_size, entries, skipped })
+}
+
+/// Most bytes the tar crate may read while finding one member: its header block plus any PAX
+/// (`x`), GNU long-name (`L`) and long-link (`K`) members before it, which it holds in memory.
+/// Go's `archive/tar` (docker, containerd) refuses each of those past 1 MiB.
+pub(crate) const MAX_HEADER_BYTES: u64 = 4 << 20;
+
+/// A byte budget shared with a [`Budgeted`] reader: unlimited unless [`HeaderBudget::limit`]
+/// set one.
+#[derive(Clone, Default)]
+struct HeaderBudget(Rc<Cell<Option<u64>>>);
+
+impl HeaderBudget {
+    fn wrap<R: Read>(&self, inner: R) -> Budgeted<R> {
+        Budgeted { inner, budget: self.clone() }
+    }
+    fn limit(&self, bytes: u64) {
+        self.0.set(Some(bytes));
+    }
+    fn unlimit(&self) {
+        self.0.set(None);
+    }
+}
+
+/// A reader that fails once its [`HeaderBudget`] is spent (while one is set).
+struct Budgeted<R> {
+    inner: R,
+    budget: HeaderBudget,
+}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(left) = self.budget.0.get() else { return self.inner.read(buf) };
+        if left == 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a member's headers (PAX or GNU long-name records) exceed {} MiB",
+                    MAX_HEADER_BYTES >> 20
+                ),
+            ));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.budget.0.set(Some(left - n as u64));
+        Ok(n)
+    }
 }
 
 /// Cleans a tar path as if rooted at `/`: returns the components, never escaping the root.
@@ -183,6 +243,9 @@ fn header_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Option<LayerHeade
         .map_err(|_| bad("uid out of range".into()))?;
     let gid = u32::try_from(field(hdr.gid(), "gid", 116..124)?)
         .map_err(|_| bad("gid out of range".into()))?;
+    if raw_path.contains(&0) {
+        return Err(bad("the name contains a NUL byte".into()));
+    }
     let comps = clean_components(&raw_path);
     let base = comps.last().copied().unwrap_or(b"");
     let et = hdr.entry_type();
@@ -229,10 +292,14 @@ fn header_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Option<LayerHeade
         Ok((major.unwrap_or(0), minor.unwrap_or(0)))
     };
     let link = || -> Result<Vec<u8>> {
-        entry
+        let target = entry
             .link_name_bytes()
             .map(|l| l.into_owned())
-            .ok_or_else(|| bad("link without a target".into()))
+            .ok_or_else(|| bad("link without a target".into()))?;
+        if target.contains(&0) {
+            return Err(bad("the link target contains a NUL byte".into()));
+        }
+        Ok(target)
     };
     let kind = match et {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {

@@ -270,8 +270,21 @@ impl Extractor {
         )
         .map_err(|e| self.root.err("create", &h.path, e))?;
         let mut file = std::fs::File::from(fd);
+        let declared = match h.kind {
+            HeaderKind::File { size } => size,
+            _ => 0,
+        };
+        let mut written = 0u64;
         loop {
             let n = match content.read(&mut self.buf) {
+                Ok(0) if written != declared => {
+                    return Err(Error::entry(
+                        h.path.to_string_lossy(),
+                        format!(
+                            "truncated: the layer ends after {written} of its {declared} bytes"
+                        ),
+                    ));
+                }
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -281,6 +294,7 @@ impl Extractor {
             };
             io::Write::write_all(&mut file, &self.buf[..n])
                 .map_err(|e| Error::io("write", self.root.display(&h.path), e))?;
+            written += n as u64;
         }
         self.chown_fd(&file, h);
         rustix::fs::fchmod(&file, Mode::from_raw_mode(h.mode))

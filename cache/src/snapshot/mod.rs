@@ -99,8 +99,7 @@ impl Snapshots {
         }
         let final_dir = self.dir.join(&hex);
         remove_tree(&final_dir)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
+        let tmp = private_tempdir_builder()
             .tempdir_in(&self.dir)
             .ctx("create temp directory in", &self.dir)?
             .keep();
@@ -155,8 +154,7 @@ impl Snapshots {
         // A directory without its marker is the leftover of a crash: start again.
         remove_tree(&final_dir)?;
 
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
+        let tmp = private_tempdir_builder()
             .tempdir_in(&self.dir)
             .ctx("create temp directory in", &self.dir)?
             .keep();
@@ -194,6 +192,16 @@ impl Snapshots {
             extract_layer(reader, &layer.media_type, &fs_dir, Some(&layer.diff_id), &self.opts)?;
         self.mark_complete(tmp, &report)
     }
+}
+
+/// Snapshot directories are made `0700` (tempfile's default follows the umask): a snapshot
+/// holds the set-uid files of the images it comes from, which no other user may reach even
+/// when the kiln root is readable by them.
+fn private_tempdir_builder() -> tempfile::Builder<'static, 'static> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut b = tempfile::Builder::new();
+    b.prefix(".tmp-").permissions(fs::Permissions::from_mode(0o700));
+    b
 }
 
 /// Whether the snapshot directory `dir` (`<root>/snapshots/<hex>`) was completed in this boot.

@@ -69,6 +69,10 @@ pub struct ImageStore {
 impl ImageStore {
     /// Opens the layout at `root`, creating `oci-layout`, `index.json` and `blobs/` if missing.
     pub fn open(root: &Path) -> Result<ImageStore> {
+        Self::open_unexplained(root).map_err(|e| crate::access::explain(root, e))
+    }
+
+    fn open_unexplained(root: &Path) -> Result<ImageStore> {
         fs::create_dir_all(root).ctx("create directory", root)?;
         let blobs = BlobStore::open(root)?;
         let store = ImageStore { root: root.to_path_buf(), blobs };

@@ -163,10 +163,16 @@ fn setup_rootfs(req: &HelperRequest, running: &mut Running) -> Result<OwnedFd, S
         }
     };
     Report::Rootfs(used).send();
+    if req.can_mknod {
+        // A RUN step as real root keeps CAP_MKNOD (Docker's default set) and has no device
+        // cgroup: without `nodev`, a node it makes for the host's disk would open it. Nodes
+        // can still be made (they go into the layer), not used; /dev's devices are binds.
+        mounts::remount_nodev(&layout.rootfs)
+            .map_err(|e| format!("making the root file system nodev: {e}"))?;
+    }
     let root = mounts::open_dir(&layout.rootfs)
         .map_err(|e| format!("opening the root file system: {e}"))?;
-    mounts::mount_dev(&root, req.can_mknod, gid_mapped(5))
-        .map_err(|e| format!("mounting /dev: {e}"))?;
+    mounts::mount_dev(&root, gid_mapped(5)).map_err(|e| format!("mounting /dev: {e}"))?;
     mounts::mount_sys(&root).map_err(|e| format!("mounting /sys: {e}"))?;
     for (target, file) in ETC_FILES {
         mounts::bind_file(&root, &layout.etc.join(file), target)

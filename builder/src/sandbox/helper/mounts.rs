@@ -189,16 +189,23 @@ const DEVICES: [(&str, u32, u32); 6] = [
     ("tty", 5, 0),
 ];
 
-/// Mounts a fresh `/dev` (tmpfs) in `root`: the [`DEVICES`] (created, or bind-mounted from
-/// the host when `mknod` is refused), `/dev/pts`, `/dev/shm`, `/dev/mqueue` and the usual
-/// symlinks.
-pub(crate) fn mount_dev(root: &OwnedFd, can_mknod: bool, gid5_mapped: bool) -> io::Result<()> {
+/// Makes the mount at `at` `nodev` (its other per-mount flags cleared: it is read-write,
+/// suid allowed).
+pub(crate) fn remount_nodev(at: &Path) -> io::Result<()> {
+    let at = cstr(at.as_os_str().as_bytes())?;
+    sys::mount(None, &at, None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NODEV, None)
+}
+
+/// Mounts a fresh `/dev` (a `nodev` tmpfs) in `root`: the [`DEVICES`] bind-mounted from the
+/// host (each bind its own mount, so usable), `/dev/pts`, `/dev/shm`, `/dev/mqueue` and the
+/// usual symlinks. Device nodes a RUN step makes there cannot be opened.
+pub(crate) fn mount_dev(root: &OwnedFd, gid5_mapped: bool) -> io::Result<()> {
     let target = open_in_root(root, "/dev")?;
     sys::mount(
         Some(c"tmpfs"),
         &fd_path(&target),
         Some(c"tmpfs"),
-        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_STRICTATIME,
         Some(c"mode=755,size=65536k"),
     )?;
     drop(target);
@@ -208,37 +215,17 @@ pub(crate) fn mount_dev(root: &OwnedFd, can_mknod: bool, gid5_mapped: bool) -> i
         Mode::empty(),
     )?;
     let dev_path = fd_path(&dev);
-    for (name, major, minor) in DEVICES {
-        let node = rustix::fs::makedev(major, minor);
-        let made = can_mknod
-            && rustix::fs::mknodat(
-                &dev,
-                name,
-                rustix::fs::FileType::CharacterDevice,
-                Mode::from_raw_mode(0o666),
-                node,
-            )
-            .is_ok();
-        if made {
-            // mknod applies the umask; the nodes must be world-usable.
-            rustix::fs::chmodat(
-                &dev,
-                name,
-                Mode::from_raw_mode(0o666),
-                rustix::fs::AtFlags::empty(),
-            )?;
-        } else {
-            let file = rustix::fs::openat(
-                &dev,
-                name,
-                OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o666),
-            )?;
-            drop(file);
-            let host = cstr(format!("/dev/{name}").as_bytes())?;
-            let at = cstr(&[dev_path.as_bytes(), b"/", name.as_bytes()].concat())?;
-            sys::mount(Some(&host), &at, None, libc::MS_BIND, None)?;
-        }
+    for (name, _, _) in DEVICES {
+        let file = rustix::fs::openat(
+            &dev,
+            name,
+            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )?;
+        drop(file);
+        let host = cstr(format!("/dev/{name}").as_bytes())?;
+        let at = cstr(&[dev_path.as_bytes(), b"/", name.as_bytes()].concat())?;
+        sys::mount(Some(&host), &at, None, libc::MS_BIND, None)?;
     }
     let sub = |name: &str| cstr(&[dev_path.as_bytes(), b"/", name.as_bytes()].concat());
     for dir in ["pts", "shm", "mqueue"] {
