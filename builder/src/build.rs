@@ -201,7 +201,9 @@ impl Builder {
             network: req.network,
             secrets: req.secrets.clone(),
             ssh: req.ssh.clone(),
-            compression: req.export.compression.target(),
+            // Layers are stored as plain tars and compressed by outputs and pushes (see
+            // `export::compress::canonical_layers`).
+            compression: kiln_cache::layer::Compression::None,
         };
         let remote = (!req.no_cache && !req.cache_from.is_empty())
             .then(|| RemoteCache::import(&req.cache_from, &platform.to_string(), self, events));

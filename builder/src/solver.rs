@@ -65,7 +65,7 @@ pub struct SolveOptions {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--ssh` agent sockets by id.
     pub ssh: BTreeMap<String, PathBuf>,
-    /// How new layers are compressed (`--compression`, `--compression-level`).
+    /// How new layers are stored: plain tars (outputs and pushes compress them).
     pub compression: Compression,
 }
 

@@ -86,8 +86,10 @@ pub struct BuildArgs {
     #[arg(short = 'o', long = "output", value_name = "type=KIND,dest=PATH")]
     pub outputs: Vec<String>,
 
-    /// Compression of the image's layers: gzip (default), zstd or uncompressed. Layers cached
-    /// or pulled in another compression are converted (once; the conversion is cached).
+    /// Compression of the layers written to outputs and pushed: gzip (default), zstd or
+    /// uncompressed. The local store keeps the build's own layers uncompressed, as Buildah's
+    /// and Docker's do; they are compressed when first written out or pushed, and that
+    /// conversion is cached.
     #[arg(long, value_name = "gzip|zstd|uncompressed")]
     pub compression: Option<String>,
 

@@ -71,6 +71,11 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     if outputs.iter().filter(|o| o.writes_stdout()).count() > 1 {
         bail!(usage("only one --output can write to stdout"));
     }
+    // Checked before the context is read (it may come from stdin or the network).
+    let export = export_options(&args)?;
+    for output in &outputs {
+        output.check_compression(&export.compression).map_err(|e| usage(e.to_string()))?;
+    }
     // A fetched or extracted context lives under ROOT/tmp: keep `kiln cache prune` away from it.
     let gc_guard = kiln_cache::gc::GcLock::build(root)?;
     // Held until the build is over: a fetched or extracted context is removed when it drops.
@@ -95,7 +100,7 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
     request.build_args = build_args;
     request.target = args.target.clone();
     request.outputs = outputs;
-    request.export = export_options(&args)?;
+    request.export = export;
     request.jobs = args.jobs;
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.clone();
@@ -130,10 +135,20 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         std::fs::write(file, result.config_digest.to_string())
             .with_context(|| format!("writing --iidfile {}", file.display()))?;
     }
+    // With --push, the image's digest is the pushed one (what a registry and a signer see).
+    let pushed = crate::cmd_registry::push_after_build(
+        root,
+        &args.registry,
+        &request.tags,
+        &result,
+        &request.export.compression,
+    )?;
     if let Some(file) = &args.metadata_file {
-        let descriptor = serde_json::to_value(&result.manifest_descriptor)?;
+        let descriptor = pushed.unwrap_or_else(|| result.manifest_descriptor.clone());
+        let digest = descriptor.digest().to_string();
+        let descriptor = serde_json::to_value(&descriptor)?;
         let metadata = serde_json::json!({
-            "containerimage.digest": result.manifest_digest.to_string(),
+            "containerimage.digest": digest,
             "containerimage.config.digest": result.config_digest.to_string(),
             "containerimage.descriptor": descriptor,
             "image.name": names.join(","),
@@ -141,7 +156,6 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         std::fs::write(file, serde_json::to_vec_pretty(&metadata)?)
             .with_context(|| format!("writing --metadata-file {}", file.display()))?;
     }
-    crate::cmd_registry::push_after_build(root, &args.registry, &request.tags, &result)?;
     drop(prepared);
     drop(gc_guard);
     // An output on stdout (`-o -`) owns it: the image id would corrupt the stream.

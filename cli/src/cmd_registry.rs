@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use kiln_builder::export::{CompressionSpec, distributable};
 use kiln_builder::platform::Platform;
 use kiln_builder::reference::{ImageName, Reference};
 use kiln_builder::registry::credentials::{has_entry, login_key};
@@ -100,6 +101,15 @@ pub struct PushArgs {
     /// Print only the digest.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Compression of the pushed layers: gzip (default for uncompressed layers; compressed
+    /// ones are sent as they are), zstd or uncompressed (then every layer is converted).
+    #[arg(long, value_name = "gzip|zstd|uncompressed")]
+    pub compression: Option<String>,
+
+    /// Compression level: gzip 0-9 (default 6), zstd 1-22 (default 3).
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<i32>,
 
     #[command(flatten)]
     pub flags: RegistryFlags,
@@ -239,8 +249,22 @@ pub fn push(root: &Path, args: PushArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("image {:?} is not in the local store", args.name))?;
     let dest_text = args.dest.as_deref().unwrap_or(&args.name);
     let dest = Reference::parse(dest_text).map_err(|e| usage(e.to_string()))?;
+    let mut spec = CompressionSpec::default();
+    if let Some(kind) = &args.compression {
+        spec.kind = Some(
+            CompressionSpec::parse_kind(kind)
+                .map_err(|e| usage(format!("--compression={kind}: {e}")))?,
+        );
+    }
+    spec.level = args.compression_level;
+    spec.validate().map_err(|e| usage(format!("--compression-level: {e}")))?;
+    let descriptor = distributable(root, builder.store().blobs(), &descriptor, &spec)?;
     let lines = Lines { quiet: args.quiet };
     let pushed = registry.push(builder.store(), &descriptor, &dest, &lines)?;
+    if args.dest.is_none() {
+        // The name now points to what its registry has (also where later pushes mount from).
+        builder.store().tag(&args.name, descriptor.clone())?;
+    }
     if !args.quiet {
         eprintln!("Writing manifest to image destination");
         eprintln!("Pushed {}@{}", dest.name(), pushed.digest);
@@ -341,14 +365,17 @@ pub fn install_for_build(args: &BuildRegistryArgs) -> Result<()> {
 }
 
 /// `kiln build --push`: pushes the built image to each `-t` name; prints where on stderr.
+/// Returns the pushed manifest's descriptor (`None` without `--push`); each name then stands
+/// for it in the local store too, as for a pulled image.
 pub fn push_after_build(
     root: &Path,
     args: &BuildRegistryArgs,
     tags: &[ImageName],
     result: &BuildResult,
-) -> Result<()> {
+    compression: &CompressionSpec,
+) -> Result<Option<oci_spec::image::Descriptor>> {
     if !args.push {
-        return Ok(());
+        return Ok(None);
     }
     if tags.is_empty() {
         bail!(usage("--push needs a name to push to: add -t REGISTRY/NAME[:TAG]"));
@@ -356,13 +383,16 @@ pub fn push_after_build(
     let session = registry::session().map_err(|e| anyhow!(e))?;
     let builder = Builder::open(root)?;
     let lines = Lines { quiet: false };
+    let descriptor =
+        distributable(root, builder.store().blobs(), &result.manifest_descriptor, compression)?;
     for tag in tags {
         let dest = Reference::parse(&tag.to_string())?;
-        let pushed =
-            session.registry.push(builder.store(), &result.manifest_descriptor, &dest, &lines)?;
+        let pushed = session.registry.push(builder.store(), &descriptor, &dest, &lines)?;
+        // The name now points to what its registry has (also where later pushes mount from).
+        builder.store().tag(&tag.to_string(), descriptor.clone())?;
         eprintln!("Pushed {}@{}", dest.name(), pushed.digest);
     }
-    Ok(())
+    Ok(Some(descriptor))
 }
 
 /// Asks for a line on the terminal.

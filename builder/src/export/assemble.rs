@@ -30,7 +30,8 @@ pub(crate) fn finish(
 ) -> Result<BuildResult, BuildError> {
     let blobs = store.blobs();
     let options: &ExportOptions = &req.export;
-    let new_layers = options.compression.target();
+    // Layers made here are stored as plain tars; outputs compress them.
+    let new_layers = kiln_cache::layer::Compression::None;
     let mut layers = state.layers.clone();
     let mut history = state.history.clone();
     if options.rewrite_timestamp {

@@ -2,7 +2,8 @@
 //! `compression=`, `compression-level=`, `force-compression=` output options.
 //!
 //! Rules: without `compression`, layers the build made are gzip (converted if the cache holds
-//! them otherwise) and base-image layers stay as pulled; with `compression=X`, every layer not
+//! them otherwise) and base-image layers stay as pulled (plain tars, as the local store keeps
+//! kiln's own layers, are gzipped); with `compression=X`, every layer not
 //! in X is converted; `force-compression=true` also re-encodes layers already in X, at the
 //! requested level. A conversion keeps the tar bytes (the diff_id, so the image config, is
 //! unchanged), runs in parallel across layers, and is recorded (diff_id, compression) →
@@ -53,7 +54,9 @@ impl CompressionSpec {
     }
 
     /// Takes an output option if it is one of this spec's (`compression`, `compression-level`,
-    /// `force-compression`); returns whether it was.
+    /// `force-compression`); returns whether it was. The level is not checked against the
+    /// codec here: options come in any order, and the codec may come from the build's flags
+    /// (see [`CompressionSpec::over`] and [`CompressionSpec::validate`]).
     pub fn set_option(&mut self, key: &str, value: &str) -> Result<bool, String> {
         match key {
             "compression" => self.kind = Some(Self::parse_kind(value)?),
@@ -63,7 +66,6 @@ impl CompressionSpec {
             "force-compression" => self.force = parse_bool(value)?,
             _ => return Ok(false),
         }
-        self.validate()?;
         Ok(true)
     }
 
@@ -145,11 +147,67 @@ pub(crate) fn prepare_layers(
         .enumerate()
         .map(|(i, layer)| {
             let layer = oci_media_type(blobs, layer)?;
-            if !spec.converts_all() && i < first_own {
+            let codec = layer_codec(blobs, &desc(&layer))?;
+            // Base-image layers keep their compression unless asked, except plain tars (how
+            // the local store keeps the layers kiln made, a local base image's included).
+            if !spec.converts_all() && i < first_own && codec != Codec::Plain {
                 return Ok(layer);
             }
-            let codec = layer_codec(blobs, &desc(&layer))?;
             if codec == Codec::of(&target) && !spec.force {
+                return Ok(layer);
+            }
+            Ok(convert(&derived, blobs, &layer, target)?)
+        })
+        .collect()
+}
+
+/// `layers` as the local store keeps them: the build's own layers (from `first_own` on) as
+/// plain tars, base-image layers as they are.
+///
+/// Plain tars are kiln's canonical form of its own layers, as in Buildah's and Docker's
+/// stores: a build never spends time compressing (outputs and pushes compress, once per
+/// layer and compression, see [`convert`]), and the stored manifest depends on the files
+/// alone, not on whether a layer was made here or imported compressed from a cache.
+pub(crate) fn canonical_layers(
+    root: &Path,
+    blobs: &BlobStore,
+    layers: &[LayerRef],
+    first_own: usize,
+) -> Result<Vec<LayerRef>, BuildError> {
+    let derived = DerivedLayers::open(root)?;
+    layers
+        .par_iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let layer = oci_media_type(blobs, layer)?;
+            if i < first_own || layer_codec(blobs, &desc(&layer))? == Codec::Plain {
+                return Ok(layer);
+            }
+            Ok(convert(&derived, blobs, &layer, Compression::None)?)
+        })
+        .collect()
+}
+
+/// `layers` made distributable: plain tars compressed as `spec` says (gzip by default),
+/// compressed layers as they are unless `spec` names a codec (then as [`prepare_layers`]).
+/// What `kiln push` and `kiln build --push` send.
+pub(crate) fn distributable_layers(
+    root: &Path,
+    blobs: &BlobStore,
+    layers: &[LayerRef],
+    spec: &CompressionSpec,
+) -> Result<Vec<LayerRef>, BuildError> {
+    spec.validate().map_err(BuildError::Export)?;
+    let derived = DerivedLayers::open(root)?;
+    let target = spec.target();
+    layers
+        .par_iter()
+        .map(|layer| {
+            let layer = oci_media_type(blobs, layer)?;
+            let codec = layer_codec(blobs, &desc(&layer))?;
+            let plain = codec == Codec::Plain;
+            let wanted = if spec.converts_all() || plain { Codec::of(&target) } else { codec };
+            if codec == wanted && !spec.force {
                 return Ok(layer);
             }
             Ok(convert(&derived, blobs, &layer, target)?)
@@ -207,10 +265,14 @@ mod tests {
         assert!(s.set_option("compression-level", "19").unwrap());
         assert_eq!(s.target(), Compression::Zstd { level: 19 });
         assert!(!s.set_option("name", "x").unwrap());
-        assert_eq!(
-            s.set_option("compression", "gzip").unwrap_err(),
-            "gzip levels are 0 to 9, not 19"
-        );
+        // Options come in any order: the level is checked against the codec afterwards.
+        let mut late = CompressionSpec::default();
+        assert!(late.set_option("compression-level", "19").unwrap());
+        assert_eq!(late.validate().unwrap_err(), "gzip levels are 0 to 9, not 19");
+        assert!(late.set_option("compression", "zstd").unwrap());
+        assert_eq!(late.validate(), Ok(()));
+        assert!(s.set_option("compression", "gzip").unwrap());
+        assert_eq!(s.validate().unwrap_err(), "gzip levels are 0 to 9, not 19");
         let plain = CompressionSpec { kind: Some(Codec::Plain), level: Some(1), force: false };
         assert_eq!(
             plain.validate().unwrap_err(),

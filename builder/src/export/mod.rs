@@ -107,23 +107,38 @@ impl<'a> Exporter<'a> {
         }
     }
 
-    /// The image as the build's own options say (what `-t` tags).
+    /// The image as the local store keeps it (what `-t` tags): the build's own layers as plain
+    /// tars (see [`compress::canonical_layers`]).
     pub(crate) fn main(&self) -> Result<Composed, BuildError> {
-        self.compose(&self.options.compression, &self.options.annotations.manifest)
+        let key = format!("canonical{:?}", self.options.annotations.manifest);
+        self.compose(key, &self.options.annotations.manifest, || {
+            compress::canonical_layers(self.root, self.blobs, &self.layers, self.first_own)
+        })
     }
 
     /// The manifest for `spec` and `annotations`, made (and stored) on first use.
-    fn compose(
+    fn compose_for(
         &self,
         spec: &CompressionSpec,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Composed, BuildError> {
-        let key = format!("{spec:?}{annotations:?}");
+        self.compose(format!("{spec:?}{annotations:?}"), annotations, || {
+            compress::prepare_layers(self.root, self.blobs, &self.layers, self.first_own, spec)
+        })
+    }
+
+    /// The manifest named `key` with `annotations` over the layers `make` gives, made (and
+    /// stored) on first use.
+    fn compose(
+        &self,
+        key: String,
+        annotations: &BTreeMap<String, String>,
+        make: impl FnOnce() -> Result<Vec<LayerRef>, BuildError>,
+    ) -> Result<Composed, BuildError> {
         if let Some(done) = self.lock().get(&key) {
             return Ok(done.clone());
         }
-        let layers =
-            compress::prepare_layers(self.root, self.blobs, &self.layers, self.first_own, spec)?;
+        let layers = make()?;
         let descriptors = layers
             .iter()
             .map(|l| {
@@ -154,7 +169,7 @@ impl<'a> Exporter<'a> {
     fn image_for(&self, image: &ImageOptions) -> Result<(Composed, Annotations), BuildError> {
         let spec = image.compression.over(&self.options.compression);
         let annotations = image.annotations.over(&self.options.annotations);
-        Ok((self.compose(&spec, &annotations.manifest)?, annotations))
+        Ok((self.compose_for(&spec, &annotations.manifest)?, annotations))
     }
 
     /// Writes `output`; returns a description for the user.
@@ -190,6 +205,68 @@ impl<'a> Exporter<'a> {
         }
         image.names.iter().map(|n| Ok(crate::reference::Reference::parse(n)?)).collect()
     }
+}
+
+/// The image `manifest` (from the local store) as it is sent to a registry: its plain-tar
+/// layers compressed as `spec` says (gzip by default; every layer when `spec` names a codec),
+/// each conversion done once per root. Returns `manifest` itself when nothing changes.
+pub fn distributable(
+    root: &Path,
+    blobs: &BlobStore,
+    manifest: &Descriptor,
+    spec: &CompressionSpec,
+) -> Result<Descriptor, BuildError> {
+    let digest = Digest::try_from(manifest.digest())?;
+    let bytes = blobs.read(&digest)?;
+    let mut image: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| BuildError::Export(format!("manifest {digest}: {e}")))?;
+    let config_digest = Digest::try_from(image.config().digest())?;
+    let config: serde_json::Value = serde_json::from_slice(&blobs.read(&config_digest)?)
+        .map_err(|e| BuildError::Export(format!("image config {config_digest}: {e}")))?;
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
+    if diff_ids.len() != image.layers().len() {
+        return Err(BuildError::Export(format!(
+            "image {digest}: {} layers but {} diff_ids in its config",
+            image.layers().len(),
+            diff_ids.len()
+        )));
+    }
+    let layers = image
+        .layers()
+        .iter()
+        .zip(&diff_ids)
+        .map(|(d, diff_id)| {
+            let diff_id = diff_id.as_str().unwrap_or_default();
+            Ok(LayerRef {
+                digest: Digest::try_from(d.digest())?,
+                diff_id: diff_id.parse()?,
+                size: d.size(),
+                media_type: d.media_type().to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    let converted = compress::distributable_layers(root, blobs, &layers, spec)?;
+    if converted.iter().zip(&layers).all(|(c, l)| c.digest == l.digest) {
+        return Ok(manifest.clone());
+    }
+    let descriptors = converted
+        .iter()
+        .zip(image.layers())
+        .map(|(l, old)| {
+            let mut d =
+                Descriptor::new(MediaType::from(l.media_type.as_str()), l.size, l.digest.to_oci());
+            d.set_annotations(old.annotations().clone());
+            d
+        })
+        .collect();
+    image.set_layers(descriptors);
+    let bytes = crate::image::canonical_json(&image).map_err(BuildError::Json)?;
+    let digest = blobs.put_bytes(&bytes)?;
+    let mut descriptor =
+        Descriptor::new(MediaType::ImageManifest, bytes.len() as u64, digest.to_oci());
+    descriptor.set_annotations(manifest.annotations().clone());
+    descriptor.set_platform(manifest.platform().clone());
+    Ok(descriptor)
 }
 
 /// Writes to a file through a temp file beside it (renamed in when complete) or to stdout.

@@ -8,6 +8,9 @@ use crate::reference::Reference;
 use super::annotations::Annotations;
 use super::compress::{CompressionSpec, parse_bool};
 
+/// The output types kiln writes.
+const KINDS: [&str; 6] = ["oci", "docker", "local", "tar", "image", "registry"];
+
 /// Where an archive goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dest {
@@ -145,6 +148,10 @@ impl Output {
             }
         }
         let kind = kind.ok_or_else(|| OutputSpecError::Malformed(spec.to_string()))?;
+        // The type first: an unknown type is the mistake, not the keys it was given.
+        if !KINDS.contains(&kind.as_str()) {
+            return Err(OutputSpecError::UnknownType(kind));
+        }
         let unknown =
             |key: &str| OutputSpecError::UnknownKey { key: key.to_string(), kind: kind.clone() };
         let bad = |key: &str, value: &str, reason: String| OutputSpecError::BadValue {
@@ -180,6 +187,16 @@ impl Output {
                 _ => return Err(unknown(k)),
             }
         }
+        // A level with this output's own codec is checked now; a level alone waits for the
+        // build's `--compression` ([`Output::check_compression`]).
+        if image.compression.kind.is_some()
+            && let Some(level) = image.compression.level
+        {
+            image
+                .compression
+                .validate()
+                .map_err(|r| bad("compression-level", &level.to_string(), r))?;
+        }
         for name in &image.names {
             Reference::parse(name).map_err(|e| OutputSpecError::BadName {
                 name: name.clone(),
@@ -188,7 +205,17 @@ impl Output {
         }
         let need_dest = || dest.clone().ok_or_else(|| OutputSpecError::MissingDest(kind.clone()));
         match kind.as_str() {
-            "oci" => Ok(Output::Oci { dest: Dest::parse(&need_dest()?), tar, image }),
+            "oci" => {
+                let dest = Dest::parse(&need_dest()?);
+                if dest == Dest::Stdout && tar == Some(false) {
+                    return Err(bad(
+                        "tar",
+                        "false",
+                        "an OCI layout directory cannot go to stdout (dest=-)".to_string(),
+                    ));
+                }
+                Ok(Output::Oci { dest, tar, image })
+            }
             "docker" => Ok(Output::Docker { dest: Dest::parse(&need_dest()?), image }),
             "local" => match Dest::parse(&need_dest()?) {
                 Dest::Stdout => Err(OutputSpecError::LocalToStdout),
@@ -204,6 +231,28 @@ impl Output {
             }
             _ => Err(OutputSpecError::UnknownType(kind.clone())),
         }
+    }
+
+    /// The image options of an output that writes an image (`oci`, `docker`, `image`).
+    pub fn image_options(&self) -> Option<&ImageOptions> {
+        match self {
+            Output::Oci { image, .. }
+            | Output::Docker { image, .. }
+            | Output::Image { image, .. } => Some(image),
+            Output::Local { .. } | Output::Tar { .. } => None,
+        }
+    }
+
+    /// Checks this output's compression level against its codec once the build's
+    /// `--compression` flags (`build`) are under its own options.
+    pub fn check_compression(&self, build: &CompressionSpec) -> Result<(), OutputSpecError> {
+        let Some(image) = self.image_options() else { return Ok(()) };
+        let Some(level) = image.compression.level else { return Ok(()) };
+        image.compression.over(build).validate().map_err(|reason| OutputSpecError::BadValue {
+            key: "compression-level".to_string(),
+            value: level.to_string(),
+            reason,
+        })
     }
 
     /// Whether this output writes to standard output.
@@ -288,6 +337,23 @@ mod tests {
         );
         assert_eq!(image.annotations.manifest["a"], "1");
         assert_eq!(image.annotations.manifest_descriptor["b"], "2");
+        // The level before the codec: fine.
+        let out = Output::parse("type=oci,dest=x,compression-level=19,compression=zstd").unwrap();
+        assert_eq!(out.check_compression(&CompressionSpec::default()), Ok(()));
+    }
+
+    #[test]
+    fn a_level_alone_is_checked_with_the_build_codec() {
+        let out = Output::parse("type=docker,dest=x,compression-level=19").unwrap();
+        let zstd = CompressionSpec { kind: Some(Codec::Zstd), ..CompressionSpec::default() };
+        assert_eq!(out.check_compression(&zstd), Ok(()));
+        assert_eq!(
+            out.check_compression(&CompressionSpec::default()).unwrap_err().to_string(),
+            "--output compression-level=\"19\": gzip levels are 0 to 9, not 19"
+        );
+        let local = Output::parse("type=local,dest=x").unwrap();
+        assert_eq!(local.check_compression(&zstd), Ok(()));
+        assert!(local.image_options().is_none());
     }
 
     #[test]
@@ -321,12 +387,28 @@ mod tests {
         );
         assert_eq!(err("type=oci"), "--output type=oci needs dest=PATH");
         assert_eq!(
+            err("type=oci,dest=-,tar=false"),
+            "--output tar=\"false\": an OCI layout directory cannot go to stdout (dest=-)"
+        );
+        assert_eq!(
             err("type=local,dest=-"),
             "--output type=local writes a directory; use type=tar,dest=- for stdout"
         );
         assert_eq!(
             err("type=oci,dest=x,compression=estargz"),
             "--output compression=\"estargz\": expected gzip, zstd or uncompressed"
+        );
+        assert_eq!(
+            err("type=foo,dest=x"),
+            "--output type=foo is not supported (supported: oci, docker, local, tar, image, registry)"
+        );
+        assert_eq!(
+            err("type=oci,dest=x,compression-level=30,compression=zstd"),
+            "--output compression-level=\"30\": zstd levels are 1 to 22, not 30"
+        );
+        assert_eq!(
+            err("type=oci,dest=x,compression=uncompressed,compression-level=1"),
+            "--output compression-level=\"1\": a compression level does not apply to uncompressed layers"
         );
         assert_eq!(
             err("type=oci,dest=x,oci-mediatypes=false"),

@@ -77,6 +77,9 @@ impl<W: Write> Encoder<W> {
                 // zstd's multithreaded mode gives the same bytes for any worker count >= 1.
                 let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
                 e.multithread(workers as u32)?;
+                // 2 MiB jobs (the default at level 3 is 8 MiB): each worker's buffers stay
+                // small, so converting two large layers at once stays far under 150 MB.
+                e.set_parameter(zstd::stream::raw::CParameter::JobSize(2 << 20))?;
                 Encoder::Zstd(e)
             }
         })

@@ -1,13 +1,17 @@
 //! Parallel gzip in the manner of `pigz`: one standard gzip stream made of independently
 //! compressed 128 KiB blocks, each primed with the 32 KiB of input before it, all but the last
-//! ended with a sync flush. Blocks of a batch are compressed on rayon's pool.
+//! ended with a sync flush. Blocks of a batch are compressed on rayon's pool while the caller
+//! goes on producing the next batch (reading, tarring, hashing), as pigz overlaps its reads
+//! with compression; batches are written out in order.
 //!
 //! Written here because the parallel-gzip crate (`gzp`) needs a C zlib for its dictionary
 //! priming and does not build on the pure-Rust `zlib-rs` backend kiln uses. The output depends
 //! only on the input, the level and the block size — never on the number of threads — so layer
 //! digests are reproducible on any machine.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
@@ -18,6 +22,11 @@ pub const BLOCK_SIZE: usize = 128 * 1024;
 const DICT_SIZE: usize = 32 * 1024;
 /// Blocks compressed together in one parallel batch.
 const BATCH_BLOCKS: usize = 32;
+/// Batches being compressed while the next one fills.
+const IN_FLIGHT: usize = 2;
+
+/// A batch's compressed blocks, once the pool has made them.
+type Batch = Receiver<io::Result<Vec<Vec<u8>>>>;
 
 /// A writer producing one gzip stream, compressing blocks in parallel.
 pub struct ParallelGzip<W: Write> {
@@ -29,6 +38,8 @@ pub struct ParallelGzip<W: Write> {
     dict: Vec<u8>,
     crc: crc32fast::Hasher,
     total: u64,
+    /// Batches handed to the pool, oldest first.
+    in_flight: VecDeque<Batch>,
 }
 
 impl<W: Write> ParallelGzip<W> {
@@ -48,6 +59,7 @@ impl<W: Write> ParallelGzip<W> {
             dict: Vec::new(),
             crc: crc32fast::Hasher::new(),
             total: 0,
+            in_flight: VecDeque::new(),
         })
     }
 
@@ -62,9 +74,38 @@ impl<W: Write> ParallelGzip<W> {
             return Ok(());
         }
         let ready = (blocks - 1) * BLOCK_SIZE;
-        let out = compress_blocks(&self.pending[..ready], &self.dict, self.level, false)?;
-        self.dict = tail(&self.dict, &self.pending[..ready]);
-        self.pending.drain(..ready);
+        let rest = self.pending.split_off(ready);
+        let data = std::mem::replace(&mut self.pending, rest);
+        let next_dict = tail(&self.dict, &data);
+        let dict = std::mem::replace(&mut self.dict, next_dict);
+        if rayon::current_thread_index().is_some() {
+            // On one of the pool's own threads (several layers compressed at once): waiting
+            // on a channel here could starve the pool of the very thread the batch needs, so
+            // the batch is compressed now, its blocks still in parallel.
+            let out = compress_blocks(&data, &dict, self.level, false)?;
+            let inner = self.inner()?;
+            for chunk in out {
+                inner.write_all(&chunk)?;
+            }
+            return Ok(());
+        }
+        if self.in_flight.len() == IN_FLIGHT {
+            self.write_oldest()?;
+        }
+        let (done, batch) = sync_channel(1);
+        let level = self.level;
+        rayon::spawn(move || {
+            // The receiver only goes away when the stream is dropped unfinished.
+            let _ = done.send(compress_blocks(&data, &dict, level, false));
+        });
+        self.in_flight.push_back(batch);
+        Ok(())
+    }
+
+    /// Waits for the oldest batch in flight and writes it out.
+    fn write_oldest(&mut self) -> io::Result<()> {
+        let Some(batch) = self.in_flight.pop_front() else { return Ok(()) };
+        let out = batch.recv().map_err(|_| io::Error::other("a gzip worker stopped"))??;
         let inner = self.inner()?;
         for chunk in out {
             inner.write_all(&chunk)?;
@@ -74,6 +115,9 @@ impl<W: Write> ParallelGzip<W> {
 
     /// Compresses what is left as the final block, writes the trailer, returns the writer.
     pub fn finish(mut self) -> io::Result<W> {
+        while !self.in_flight.is_empty() {
+            self.write_oldest()?;
+        }
         let rest = std::mem::take(&mut self.pending);
         let out = compress_blocks(&rest, &self.dict, self.level, true)?;
         let crc = std::mem::take(&mut self.crc).finalize();
@@ -226,6 +270,8 @@ mod tests {
             .unwrap()
             .install(|| gzip(&data, 6, 4096));
         assert_eq!(one, four);
+        // Outside the pool, batches are pipelined (compressed while the next one fills).
+        assert_eq!(gzip(&data, 6, 777), one);
         // Compression stays close to a single stream's.
         let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
         single.write_all(&data).unwrap();

@@ -3,9 +3,12 @@
 //!
 //! Two passes over the layer blobs. The first reads every layer's headers (in parallel, diff_ids
 //! verified) and merges them ([`super::merge`]); the second streams the layers bottom up and
-//! writes the members that survive: directories first, in path order, then the rest in layer
-//! order. Nothing is unpacked on disk for the tar form; the directory form feeds the tar stream
-//! to kiln's extractor ([`crate::snapshot::extract_layer`]), so it inherits its safety (nothing
+//! writes the members that survive in layer order. Directories come from headers already read:
+//! a squashed layer lists them first, in path order (as layers usually do); a root filesystem
+//! tar lists them last, deepest first, so extractors that set a directory's metadata as soon as
+//! they move past it (GNU tar) do not see its mtime changed by files written into it later.
+//! Nothing is unpacked on disk for the tar form; the directory form feeds the tar stream to
+//! kiln's extractor ([`crate::snapshot::extract_layer`]), so it inherits its safety (nothing
 //! lands outside the directory) and its privilege rules.
 
 use std::collections::BTreeMap;
@@ -67,15 +70,14 @@ fn implied_dir(path: &Path) -> LayerHeader {
     }
 }
 
-/// Writes what `plan` says, reading contents from the layers.
-fn write_plan<W: Write>(
-    blobs: &BlobStore,
-    layers: &[LayerDesc],
+/// Writes the header-only items of `plan` (directories, and for a squash whiteouts and
+/// opaque markers), in `order`.
+fn write_dirs<'a, W: Write>(
     headers: &[Vec<LayerHeader>],
-    plan: &Plan,
+    order: impl Iterator<Item = &'a (PathBuf, DirItem)>,
     out: &mut TarOut<W>,
 ) -> Result<()> {
-    for (path, item) in &plan.dirs {
+    for (path, item) in order {
         let at = |p: &Pos| &headers[p.layer][p.member];
         match item {
             DirItem::Dir(Some(pos)) => out.member(path, at(pos), None)?,
@@ -87,6 +89,36 @@ fn write_plan<W: Write>(
             DirItem::Whiteout(pos) => out.member(path, at(pos), None)?,
         }
     }
+    Ok(())
+}
+
+/// Writes what `plan` says, reading contents from the layers: directories first for a
+/// squashed layer, last (deepest first) for a root filesystem (see the module docs).
+fn write_plan<W: Write>(
+    blobs: &BlobStore,
+    layers: &[LayerDesc],
+    headers: &[Vec<LayerHeader>],
+    plan: &Plan,
+    mode: Mode,
+    out: &mut TarOut<W>,
+) -> Result<()> {
+    if mode == Mode::Squash {
+        write_dirs(headers, plan.dirs.iter(), out)?;
+    }
+    write_members(blobs, layers, plan, out)?;
+    if mode == Mode::Rootfs {
+        write_dirs(headers, plan.dirs.iter().rev(), out)?;
+    }
+    Ok(())
+}
+
+/// Streams the layers bottom up, writing the members `plan` keeps.
+fn write_members<W: Write>(
+    blobs: &BlobStore,
+    layers: &[LayerDesc],
+    plan: &Plan,
+    out: &mut TarOut<W>,
+) -> Result<()> {
     for (li, layer) in layers.iter().enumerate() {
         let start = Pos { layer: li, member: 0 };
         let end = Pos { layer: li + 1, member: 0 };
@@ -126,7 +158,7 @@ pub fn write_rootfs_tar(
     let headers = read_headers(blobs, layers)?;
     let plan = plan(&headers, Mode::Rootfs)?;
     let mut tar = TarOut::new(out, opts);
-    write_plan(blobs, layers, &headers, &plan, &mut tar)?;
+    write_plan(blobs, layers, &headers, &plan, Mode::Rootfs, &mut tar)?;
     let stats = tar.stats;
     tar.finish()?;
     Ok(stats)
@@ -213,7 +245,7 @@ pub fn squash_layers(
     let rule = opts.clamp_mtime.map_or(MtimeRule::Keep, MtimeRule::Clamp);
     let mut tar =
         TarOut::new(HashingWriter::new(encoder), MemberOptions { mtime: rule, owner: None });
-    write_plan(blobs, layers, &headers, &plan, &mut tar)?;
+    write_plan(blobs, layers, &headers, &plan, Mode::Squash, &mut tar)?;
     let (encoder, diff_id, _) = tar.finish()?.into_parts();
     let blob = encoder.finish().map_err(|e| Error::stream("writing squashed layer", e))?;
     let (digest, size) = blob.commit(None)?;
