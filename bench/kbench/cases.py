@@ -156,6 +156,9 @@ class Case:
 
 ALL = ("cold", "warm", "incremental", "export", "push", "pull")
 
+#: Instructions whose steps make layers (what a remote cache carries).
+CONTENT_STEPS = ("RUN ", "COPY ", "ADD ")
+
 CASES = [
     Case(
         "scratch-static",
@@ -181,7 +184,7 @@ CASES = [
         "multistage",
         "4 independent gcc compile stages (Debian+gcc base) + final COPY --from onto busybox",
         "b.c",
-        quick=("cold", "warm"),
+        quick=("cold", "warm", "cache-export", "cache-import"),
     ),  # --quick: two stages
     Case(
         "apt",
@@ -198,7 +201,7 @@ CASES = [
         "rootfs/usr/bin/app",
         gen_bigimage,
         floor_dir="rootfs",
-        quick=("cold", "export", "push", "pull"),
+        quick=("cold", "export", "export-zstd", "push", "pull"),
     ),
 ]
 
@@ -247,6 +250,12 @@ class Workspace:
     def run_steps(self) -> int:
         """How many RUN instructions the Dockerfile in use has."""
         return sum(1 for l in self.template().read_text().splitlines() if l.strip().upper().startswith("RUN "))
+
+    def steps(self) -> int:
+        """How many RUN, COPY and ADD instructions (the steps that make layers) the Dockerfile has."""
+        return sum(
+            1 for l in self.template().read_text().splitlines() if l.strip().upper().startswith(CONTENT_STEPS)
+        )
 
     def dockerfile(self, tool: str, refs: dict[str, str]) -> Path:
         """Write the Dockerfile for one tool (placeholders → that tool's base image names)."""

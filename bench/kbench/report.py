@@ -246,6 +246,53 @@ def derived_lines(rep: Report) -> list[str]:
     return out
 
 
+#: Export scenario → the floor that does the same compression of the same data.
+EXPORT_FLOORS = {"export": "tar | pigz -p 2", "export-zstd": "tar | zstd -T0"}
+
+
+def export_table(rep: Report) -> str:
+    """Export medians beside the floor that compresses the same data the same way."""
+    header = ["case", "scenario", "floor", *(TOOL_LABELS[t] for t in rep.tools)]
+    rows = []
+    for case, scen in rep.rows():
+        if scen not in EXPORT_FLOORS or case not in rep.floors:
+            continue
+        size, _, fcells = rep.floors[case]
+        fname = EXPORT_FLOORS[scen]
+        fst = fcells[fname].time if fname in fcells else None
+        floor = fst.median if fst else None
+        row = [case, scen, f"{fname} {fmt_s(floor)} s"]
+        for t in rep.tools:
+            m = _median(rep.results.get(case, {}).get(t, {}).get(scen))
+            if m is None:
+                row.append("–")
+                continue
+            row.append(f"{fmt_s(m)} s, {size / 1e6 / m:.0f} MB/s, {fmt_ratio(m, floor)} floor")
+        rows.append(row)
+    return table(header, rows) if rows else ""
+
+
+def cache_table(rep: Report) -> str:
+    """Per case and tool: cold, the build that exports its cache, the build that imports it."""
+    header = ["case", "tool", "cold", "cache-export", "export cost", "cache-import", "import ÷ cold"]
+    rows = []
+    for case in rep.cases:
+        scens = rep.case_scenarios.get(case, rep.scenarios)
+        if not {"cache-export", "cache-import"} & set(scens):
+            continue
+        for t in rep.tools:
+            cells = rep.results.get(case, {}).get(t, {})
+            cold, exp, imp = (_median(cells.get(s)) for s in ("cold", "cache-export", "cache-import"))
+            cost = "–"
+            if exp is not None and cold:
+                d = exp - cold
+                cost = f"{'+' if d >= 0 else '−'}{fmt_s(abs(d))} s ({d / cold * 100:+.0f} %)"
+            rows.append(
+                [case, TOOL_LABELS[t], fmt_s(cold), fmt_s(exp), cost, fmt_s(imp), fmt_ratio(imp, cold)]
+            )
+    return table(header, rows) if rows else ""
+
+
 def machine_lines() -> list[str]:
     """CPU, cores, RAM, kernel, OS."""
     cpu = "unknown"
@@ -336,6 +383,28 @@ def render(rep: Report) -> str:
             "## Per-step overhead (from the `runs` case; an upper bound: the whole build over its RUN steps)",
             "",
             *derived,
+            "",
+        ]
+    exports = export_table(rep)
+    if exports:
+        out += [
+            "## Export against the floors (median seconds, MB/s of the tar stream, × the floor)",
+            "",
+            "The floor compresses the same tar stream the same way: `tar | pigz -p 2` for gzip, "
+            "`tar | zstd -T0` for zstd. BuildKit's gzip export is `docker save` (no compression).",
+            "",
+            exports,
+            "",
+        ]
+    caches = cache_table(rep)
+    if caches:
+        out += [
+            "## Remote cache through the local registry (median seconds; every build on an emptied store)",
+            "",
+            "export cost = cache-export − cold (the same build without exporting); import ÷ cold below 1 "
+            "means the imported cache saved time.",
+            "",
+            caches,
             "",
         ]
     out += [

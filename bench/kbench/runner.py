@@ -1,4 +1,5 @@
-"""The scenario loop: for one case and one tool, cold → warm → incremental → export → push → pull."""
+"""The scenario loop for one case and one tool: cold → warm → incremental → export → export-zstd →
+push → pull → cache-export → cache-import."""
 
 from __future__ import annotations
 
@@ -14,7 +15,23 @@ from .tools import Tool, Unsupported
 from . import util
 from .util import Cell, CmdError, Sample, say
 
-SCENARIOS = ["cold", "warm", "incremental", "export", "push", "pull"]
+SCENARIOS = [
+    "cold",
+    "warm",
+    "incremental",
+    "export",
+    "export-zstd",
+    "push",
+    "pull",
+    "cache-export",
+    "cache-import",
+]
+
+#: Scenarios that write an archive: scenario → layer compression asked for.
+EXPORTS = {"export": "gzip", "export-zstd": "zstd"}
+
+#: Scenarios that need the local registry.
+REGISTRY_SCENARIOS = ("push", "pull", "cache-export", "cache-import")
 
 #: A cell whose first repetition takes longer than this gets only the minimum of 3 repetitions.
 SLOW_SECONDS = 5.0
@@ -57,6 +74,9 @@ class CaseRun:
         self.tag = f"kiln-bench/{self.case.name}:latest"
         self.cells = {s: Cell() for s in scenarios}
         self.pushed_ref: str | None = None
+        self.cache_repo: str | None = None  # the last remote cache exported (a registry repository)
+        self.cache_exports = 0
+        self.cache_error = ""
         self.dockerfile: Path | None = None
 
     # -------------------------------------------------------------- helpers
@@ -159,42 +179,56 @@ class CaseRun:
                     )
                 finally:
                     self.ws.restore()
-                if any(s in self.cells for s in ("export", "push", "pull")):
+                if any(s in self.cells for s in (*EXPORTS, "push", "pull")):
                     # Bring the cache back to the restored context, so export starts warm.
                     s = self._build()
                     if not s.ok:
                         status, label, reason = self.tool.classify(s)
                         raise Blocked(status, label, f"rebuild: {reason}")
-            self._export()
+            for scenario, compression in EXPORTS.items():
+                self._export(scenario, compression)
             self._push()
             self._pull()
+            self._cache()
         except Blocked as b:
             self._mark_rest(b.status, b.label, b.reason)
             self._show("", f"{b.label} — {b.reason[:160]}")
         return self.cells
 
-    def _export(self) -> None:
-        if "export" not in self.cells:
+    def _export(self, scenario: str, compression: str) -> None:
+        if scenario not in self.cells:
             return
-        why = self.tool.unsupported("export")
+        why = self.tool.unsupported(scenario)
         if why:
-            self._set("export", "na", "n/a (kiln: not yet)", why)
+            self._set(scenario, "na", "n/a (kiln: not yet)", why)
             return
         dest_dir = self.out_dir / self.tool.key
         dest_dir.mkdir(parents=True, exist_ok=True)
         if self.tool.rootless:
             os.chown(dest_dir, self.user.uid, self.user.gid)
-        dest = dest_dir / f"{self.case.name}.tar"
+        dest = dest_dir / f"{self.case.name}.{scenario}.tar"
+        fresh = self.tool.export_reuses_conversions(compression)
+
+        def prepare() -> None:
+            dest.unlink(missing_ok=True)
+            if fresh:
+                # The tool keeps layers it converted once; start each repetition from a store
+                # whose image has only the build's own (gzip) layers, so the conversion is done.
+                self._reset(self.bases)
+                s = self._build()
+                if not s.ok:
+                    status, label, reason = self.tool.classify(s)
+                    raise Blocked(status, label, f"the build before {scenario}: {reason}")
 
         def measure() -> Sample:
             assert self.dockerfile is not None
-            s = self.tool.export(self.dockerfile, self.ws.context, self.tag, dest, self.log)
+            s = self.tool.export(self.dockerfile, self.ws.context, self.tag, dest, self.log, compression)
             if s.ok and not dest.exists():
                 s.ok, s.output = False, s.output + f"\n(exit 0 but {dest} was not written)"
             return s
 
         try:
-            self._repeat("export", lambda: dest.unlink(missing_ok=True), measure, "export", blocking=False)
+            self._repeat(scenario, prepare, measure, scenario, blocking=False)
         finally:
             shutil.rmtree(dest_dir, ignore_errors=True)
 
@@ -258,3 +292,78 @@ class CaseRun:
             self._set("pull", "error", "error", f"pull exited 0 but {ref} is not in the store")
         elif borrowed:
             self.cells["pull"].reason = borrowed
+
+    # -------------------------------------------------------------- remote cache
+
+    def _cache(self) -> None:
+        """cache-export: a build on a fresh store that also exports its cache to the registry;
+        cache-import: a build on a fresh store that may use that cache (--cache-from)."""
+        wanted = [s for s in ("cache-export", "cache-import") if s in self.cells]
+        if not wanted:
+            return
+        why = self.tool.unsupported("cache")
+        if why or self.registry is None:
+            for scenario in wanted:
+                self._set(
+                    scenario,
+                    "na",
+                    "n/a (kiln: not yet)" if why and self.tool.key == "kiln" else "n/a",
+                    why or "the local docker-registry could not start",
+                )
+            return
+        registry = self.registry
+
+        def export_measure() -> Sample:
+            assert self.dockerfile is not None
+            # A new repository every time too (a client could remember where a blob was).
+            self.cache_exports += 1
+            repo = f"kiln-bench-cache/{self.case.name}/{self.tool.key}-{self.cache_exports}"
+            s = self.tool.cache_export(self.dockerfile, self.ws.context, self.tag, registry.host, repo, self.log)
+            if s.ok and repo not in registry.catalog():
+                s.ok, s.output = False, s.output + f"\n(exit 0 but the registry has no repository {repo})"
+            if s.ok:
+                self.cache_repo = repo
+            else:
+                self.cache_error = self.tool.classify(s)[2]
+            return s
+
+        def export_prepare() -> None:
+            self._reset(self.bases)
+            # Empty storage: no blob can be skipped or mounted from an earlier repetition's repository.
+            registry.wipe()
+
+        # Runs once, unmeasured, when only cache-import was asked for.
+        self._repeat("cache-export", export_prepare, export_measure, "cache-export build", blocking=False)
+        if "cache-import" not in self.cells:
+            return
+        if self.cache_repo is None:
+            if "cache-export" in self.cells:
+                self._set("cache-import", "na", "n/a (no cache)", "no cache could be exported (see cache-export)")
+            else:
+                self._set("cache-import", "error", "error", f"the build exporting the cache failed: {self.cache_error}")
+            return
+        repo = self.cache_repo
+        hits: list[int] = []
+
+        def import_measure() -> Sample:
+            assert self.dockerfile is not None
+            s = self.tool.cache_import(self.dockerfile, self.ws.context, self.tag, registry.host, repo, self.log)
+            if s.ok:
+                hits.append(self.tool.cached_steps(s.output))
+            return s
+
+        if not self._repeat(
+            "cache-import", lambda: self._reset(self.bases), import_measure, "cache-import build", blocking=False
+        ):
+            return
+        if not self.tool.image_present(self.tag, self.log):
+            self._set("cache-import", "error", "error", "the build exited 0 but the image is not in the store")
+            return
+        steps = self.ws.steps()
+        counted = sorted({h for h in hits if h >= 0})
+        if counted:
+            n = "/".join(str(h) for h in counted)
+            self.cells["cache-import"].reason = (
+                f"{self.tool.label}: {n} of the Dockerfile's {steps} steps reported as taken from the cache"
+                + self.tool.cache_note
+            )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..setup import BaseImage, BenchUser, make_user_dir
 from ..util import Sample, debug, have, sh, timed
 from .base import Tool
+
+_STEP = re.compile(r"STEP \d+/\d+: (\w+)")
 
 
 class Buildah(Tool):
@@ -22,11 +25,14 @@ class Buildah(Tool):
         self.root = store / "root"
         self.runroot = (user.runtime_dir / "kiln-bench-buildah") if rootless else store / "run"
         self.jobs = jobs
+        self.build_help = ""
         self.method_notes.append(
             f"{self.label}: `buildah build --layers --runtime runc --network host --jobs {jobs}`, "
             f"overlay storage in a dedicated --root; cold = every image but the base images removed "
             f"(`buildah rm -a`, `buildah rmi -f`), bases copied in once with skopeo"
             + ("; run as the unprivileged user via runuser" if rootless else "")
+            + "; export = `buildah push [--compression-format zstd] IMAGE oci-archive:x.tar`; remote cache = "
+            "`buildah build --cache-to REPO` / `--cache-from REPO` (`--tls-verify=false`; one image per cached step)"
         )
 
     def _wrap(self, argv: list[str]) -> list[str]:
@@ -44,6 +50,7 @@ class Buildah(Tool):
         if not have("buildah"):
             self.available, self.reason = False, "buildah is not installed"
             return
+        self.build_help = sh(["buildah", "build", "--help"], check=False).stdout
         if self.rootless:
             make_user_dir(self.store, self.user)
             sh(self.user.wrap(["mkdir", "-p", str(self.runroot)]))
@@ -106,31 +113,65 @@ class Buildah(Tool):
                     timeout=900,
                 )
 
-    def build(self, dockerfile: Path, context: Path, tag: str, log: Path) -> Sample:
-        return timed(
-            self._buildah(
-                "build",
-                "--runtime",
-                "runc",
-                "--layers",
-                "--network",
-                "host",
-                "--jobs",
-                str(self.jobs),
-                "-f",
-                str(dockerfile),
-                "-t",
-                tag,
-                str(context),
-            ),
-            log=log,
+    def _build_argv(self, dockerfile: Path, context: Path, tag: str, *extra: str) -> list[str]:
+        return self._buildah(
+            "build",
+            "--runtime",
+            "runc",
+            "--layers",
+            "--network",
+            "host",
+            "--jobs",
+            str(self.jobs),
+            *extra,
+            "-f",
+            str(dockerfile),
+            "-t",
+            tag,
+            str(context),
         )
+
+    def build(self, dockerfile: Path, context: Path, tag: str, log: Path) -> Sample:
+        return timed(self._build_argv(dockerfile, context, tag), log=log)
 
     def image_present(self, tag: str, log: Path) -> bool:
         return sh(self._buildah("inspect", "--type", "image", tag), check=False).returncode == 0
 
-    def export(self, dockerfile: Path, context: Path, tag: str, dest: Path, log: Path) -> Sample:
-        return timed(self._buildah("push", "--quiet", tag, f"oci-archive:{dest}"), log=log)
+    def export(
+        self, dockerfile: Path, context: Path, tag: str, dest: Path, log: Path, compression: str = "gzip"
+    ) -> Sample:
+        fmt = [] if compression == "gzip" else ["--compression-format", compression]
+        return timed(self._buildah("push", "--quiet", *fmt, tag, f"oci-archive:{dest}"), log=log)
+
+    def unsupported(self, scenario: str) -> str:
+        if scenario == "cache" and "--cache-to" not in self.build_help:
+            return "this buildah has no `build --cache-to` (buildah 1.27 added it)"
+        return ""
+
+    def cache_export(
+        self, dockerfile: Path, context: Path, tag: str, registry: str, repo: str, log: Path
+    ) -> Sample:
+        extra = ("--cache-to", f"{registry}/{repo}", "--tls-verify=false")
+        return timed(self._build_argv(dockerfile, context, tag, *extra), log=log)
+
+    def cache_import(
+        self, dockerfile: Path, context: Path, tag: str, registry: str, repo: str, log: Path
+    ) -> Sample:
+        extra = ("--cache-from", f"{registry}/{repo}", "--tls-verify=false")
+        return timed(self._build_argv(dockerfile, context, tag, *extra), log=log)
+
+    def cached_steps(self, output: str) -> int:
+        """`STEP i/n: RUN …` followed by `--> Using cache …` (or `--> Cache pulled from remote …`)."""
+        hits, instr, counted = 0, "", False
+        for line in output.splitlines():
+            m = _STEP.search(line)
+            if m:
+                instr, counted = m.group(1).upper(), False
+            elif not counted and instr in ("RUN", "COPY", "ADD") and (
+                "Using cache" in line or "Cache pulled from remote" in line
+            ):
+                hits, counted = hits + 1, True
+        return hits
 
     def push(self, tag: str, ref: str, log: Path) -> Sample:
         return timed(self._buildah("push", "--quiet", "--tls-verify=false", tag, f"docker://{ref}"), log=log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -9,7 +10,13 @@ from pathlib import Path
 
 from ..setup import BaseImage
 from ..util import Sample, have, sh, tail, timed
-from .base import Tool
+from .base import Tool, add, plain_cached_steps
+#: What docker 20.10 says when asked for an output or option its builder does not have.
+_CANNOT = re.compile(
+    r"not supported|unsupported|unknown (flag|exporter|compression)|invalid (output|compression)"
+    r"|exporter \S+ could not be found",
+    re.I,
+)
 
 
 def _proc_status(pid: int) -> dict[str, int]:
@@ -55,7 +62,13 @@ class BuildKit(Tool):
             "base images (loaded with skopeo)",
             "buildkit peak RSS: the client's RSS says nothing, so the column shows how much dockerd's "
             "resident set grew during the command (peak minus its size at the start)",
-            "buildkit export is `docker save` (a docker-archive, uncompressed layers), not an OCI archive",
+            "buildkit export is `docker save` (a docker-archive, uncompressed layers), not an OCI archive; "
+            "export-zstd asks `docker build -o type=oci,dest=x.tar,compression=zstd`",
+            "buildkit remote cache: docker 20.10 without buildx has no `--cache-to`, so the cache is BuildKit's "
+            "inline cache: cache-export = `docker build --build-arg BUILDKIT_INLINE_CACHE=1` + `docker push` "
+            "(timed together), cache-import = `docker build --cache-from REF` after the build cache and images "
+            "were removed. An inline cache is mode=min: it holds the final image's layers only; when the "
+            "final stage hits, the other stages are skipped, but a change in one of them finds nothing cached",
         ]
 
     def _docker(self, *args: str) -> list[str]:
@@ -182,8 +195,50 @@ class BuildKit(Tool):
     def image_present(self, tag: str, log: Path) -> bool:
         return sh(self._docker("image", "inspect", tag), env=self.env, check=False).returncode == 0
 
-    def export(self, dockerfile: Path, context: Path, tag: str, dest: Path, log: Path) -> Sample:
-        return self._timed(self._docker("save", "-o", str(dest), tag), log)
+    def _build_argv(self, dockerfile: Path, context: Path, tag: str, *extra: str) -> list[str]:
+        return self._docker(
+            "build", "--network", "host", "--progress", "plain", *extra, "-f", str(dockerfile), "-t", tag, str(context)
+        )
+
+    def export(
+        self, dockerfile: Path, context: Path, tag: str, dest: Path, log: Path, compression: str = "gzip"
+    ) -> Sample:
+        if compression == "gzip":
+            return self._timed(self._docker("save", "-o", str(dest), tag), log)
+        out = f"type=oci,dest={dest},compression={compression}"
+        return self._timed(self._build_argv(dockerfile, context, tag, "--output", out), log)
+
+    def cache_export(
+        self, dockerfile: Path, context: Path, tag: str, registry: str, repo: str, log: Path
+    ) -> Sample:
+        ref = f"{registry}/{repo}:cache"
+        built = self._timed(
+            self._build_argv(dockerfile, context, tag, "--build-arg", "BUILDKIT_INLINE_CACHE=1", "-t", ref), log
+        )
+        if not built.ok:
+            return built
+        return add(built, self._timed(self._docker("push", "--quiet", ref), log))
+
+    def cache_import(
+        self, dockerfile: Path, context: Path, tag: str, registry: str, repo: str, log: Path
+    ) -> Sample:
+        ref = f"{registry}/{repo}:cache"
+        return self._timed(self._build_argv(dockerfile, context, tag, "--cache-from", ref), log)
+
+    cache_note = (
+        " (an inline cache: it carries the final stage's layers; the other stages' steps count as cached "
+        "when the final stage hits, as their results are not needed)"
+    )
+
+    def cached_steps(self, output: str) -> int:
+        return plain_cached_steps(output)
+
+    def classify(self, sample: Sample) -> tuple[str, str, str]:
+        lines = [l.strip() for l in sample.output.splitlines() if l.strip()]
+        hit = next((l for l in lines if _CANNOT.search(l)), None)
+        if hit is not None:
+            return "na", "n/a (docker 20.10)", f"docker 20.10 cannot: {hit[:200]}"
+        return super().classify(sample)
 
     def push(self, tag: str, ref: str, log: Path) -> Sample:
         sh(self._docker("tag", tag, ref), env=self.env)
