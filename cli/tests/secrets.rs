@@ -285,7 +285,6 @@ fn secrets_and_ssh_leave_no_trace_rootless() {
 /// A secret mounted inside a cache mount: the mount point is made in the cache directory, and
 /// the value stays out of it.
 #[test]
-#[ignore = "bug: a mount target inside another mount's target is not created (report of helper-faults)"]
 fn a_secret_mounted_inside_a_cache_mount_stays_out_of_the_cache() {
     let env = Env::new();
     let secret = fresh_secret();

@@ -397,7 +397,20 @@ pub(crate) fn bind_file(root: &OwnedFd, source: &Path, target: &str) -> io::Resu
 
 /// Applies one of the spec's mounts.
 pub(crate) fn apply_mount(root: &OwnedFd, m: &SandboxMount) -> io::Result<()> {
-    let at = open_in_root(root, &m.target)?;
+    let at = match open_in_root(root, &m.target) {
+        Ok(at) => at,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            // The stub layer made every mount point, but an earlier mount (say a cache
+            // directory) now hides this one's parent: make it there, as BuildKit does.
+            let dir = match &m.kind {
+                MountKind::Bind { source, .. } => source.is_dir(),
+                MountKind::Tmpfs { .. } => true,
+            };
+            create_mount_point(root, &m.target, dir)?;
+            open_in_root(root, &m.target)?
+        }
+        Err(e) => return Err(e),
+    };
     let at_path = fd_path(&at);
     match &m.kind {
         MountKind::Bind { source, readonly } => {
@@ -426,6 +439,35 @@ pub(crate) fn apply_mount(root: &OwnedFd, m: &SandboxMount) -> io::Result<()> {
                 Some(&cstr(opts.as_bytes())?),
             )?;
         }
+    }
+    Ok(())
+}
+
+/// Creates the mount point `target` (a directory, or an empty file) and its missing parents,
+/// every step resolved inside `root`.
+fn create_mount_point(root: &OwnedFd, target: &str, dir: bool) -> io::Result<()> {
+    let parts: Vec<&str> = target.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let Some((name, parents)) = parts.split_last() else { return Ok(()) };
+    let mut at = String::from("/");
+    for part in parents {
+        let next = format!("{at}{part}/");
+        if open_in_root(root, &next).is_err() {
+            let parent = open_in_root(root, &at)?;
+            rustix::fs::mkdirat(&parent, *part, Mode::from_raw_mode(0o755))?;
+        }
+        at = next;
+    }
+    let parent = open_in_root(root, &at)?;
+    if dir {
+        rustix::fs::mkdirat(&parent, *name, Mode::from_raw_mode(0o755))?;
+    } else {
+        let file = rustix::fs::openat(
+            &parent,
+            *name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o644),
+        )?;
+        drop(file);
     }
     Ok(())
 }
