@@ -182,18 +182,31 @@ fn parse_all<T, E: std::fmt::Display>(
     raw.iter().map(|s| parse(s).map_err(|e| usage(e.to_string()))).collect()
 }
 
+/// `--compression`, `--compression-level` and `--force-compression` (of build and push).
+pub(crate) fn compression_flags(
+    kind: Option<&str>,
+    level: Option<i32>,
+    force: bool,
+) -> Result<CompressionSpec> {
+    let kind = kind
+        .map(|k| {
+            CompressionSpec::parse_kind(k).map_err(|e| usage(format!("--compression={k}: {e}")))
+        })
+        .transpose()?;
+    let spec = CompressionSpec { kind, level, force };
+    spec.validate().map_err(|e| usage(format!("--compression-level: {e}")))?;
+    Ok(spec)
+}
+
 /// `--compression`, `--compression-level`, `--force-compression`, `--annotation`, `--label`,
 /// `--squash`, `--rewrite-timestamp`.
 fn export_options(args: &BuildArgs) -> Result<ExportOptions> {
-    let mut opts = ExportOptions::default();
-    if let Some(kind) = &args.compression {
-        let kind = CompressionSpec::parse_kind(kind)
-            .map_err(|e| usage(format!("--compression={kind}: {e}")))?;
-        opts.compression.kind = Some(kind);
-    }
-    opts.compression.level = args.compression_level;
-    opts.compression.force = args.force_compression;
-    opts.compression.validate().map_err(|e| usage(format!("--compression-level: {e}")))?;
+    let compression = compression_flags(
+        args.compression.as_deref(),
+        args.compression_level,
+        args.force_compression,
+    )?;
+    let mut opts = ExportOptions { compression, ..Default::default() };
     for spec in &args.annotations {
         opts.annotations.add_flag(spec).map_err(|e| usage(format!("--annotation {e}")))?;
     }

@@ -249,15 +249,11 @@ pub fn push(root: &Path, args: PushArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("image {:?} is not in the local store", args.name))?;
     let dest_text = args.dest.as_deref().unwrap_or(&args.name);
     let dest = Reference::parse(dest_text).map_err(|e| usage(e.to_string()))?;
-    let mut spec = CompressionSpec::default();
-    if let Some(kind) = &args.compression {
-        spec.kind = Some(
-            CompressionSpec::parse_kind(kind)
-                .map_err(|e| usage(format!("--compression={kind}: {e}")))?,
-        );
-    }
-    spec.level = args.compression_level;
-    spec.validate().map_err(|e| usage(format!("--compression-level: {e}")))?;
+    let spec = crate::cmd_build::compression_flags(
+        args.compression.as_deref(),
+        args.compression_level,
+        false,
+    )?;
     let descriptor = distributable(root, builder.store().blobs(), &descriptor, &spec)?;
     let lines = Lines { quiet: args.quiet };
     let pushed = registry.push(builder.store(), &descriptor, &dest, &lines)?;

@@ -188,33 +188,6 @@ pub(crate) fn canonical_layers(
         .collect()
 }
 
-/// `layers` made distributable: plain tars compressed as `spec` says (gzip by default),
-/// compressed layers as they are unless `spec` names a codec (then as [`prepare_layers`]).
-/// What `kiln push` and `kiln build --push` send.
-pub(crate) fn distributable_layers(
-    root: &Path,
-    blobs: &BlobStore,
-    layers: &[LayerRef],
-    spec: &CompressionSpec,
-) -> Result<Vec<LayerRef>, BuildError> {
-    spec.validate().map_err(BuildError::Export)?;
-    let derived = DerivedLayers::open(root)?;
-    let target = spec.target();
-    layers
-        .par_iter()
-        .map(|layer| {
-            let layer = oci_media_type(blobs, layer)?;
-            let codec = layer_codec(blobs, &desc(&layer))?;
-            let plain = codec == Codec::Plain;
-            let wanted = if spec.converts_all() || plain { Codec::of(&target) } else { codec };
-            if codec == wanted && !spec.force {
-                return Ok(layer);
-            }
-            Ok(convert(&derived, blobs, &layer, target)?)
-        })
-        .collect()
-}
-
 /// `layer` in `to`, from the derived-layer records or converted now.
 pub(crate) fn convert(
     derived: &DerivedLayers,

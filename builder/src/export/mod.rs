@@ -245,7 +245,9 @@ pub fn distributable(
             })
         })
         .collect::<Result<Vec<_>, BuildError>>()?;
-    let converted = compress::distributable_layers(root, blobs, &layers, spec)?;
+    // Every layer counts as a base layer here: compressed ones stay as they are unless `spec`
+    // names a codec, plain ones are compressed.
+    let converted = compress::prepare_layers(root, blobs, &layers, layers.len(), spec)?;
     if converted.iter().zip(&layers).all(|(c, l)| c.digest == l.digest) {
         return Ok(manifest.clone());
     }
