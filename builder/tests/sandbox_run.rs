@@ -530,6 +530,13 @@ fn cancel_kills_everything_and_cleans_up() {
         .map(|l| l.to_string_lossy().into_owned())
         .collect();
     assert_eq!(sandbox_ns.len(), 2);
+    // Holding the namespace open keeps its number from being reused by a sandbox another test
+    // starts meanwhile (the kernel recycles freed namespace inode numbers), so a process found
+    // in it below really is a leftover of this run.
+    let _held: Vec<fs::File> = [helper, init]
+        .iter()
+        .map(|p| fs::File::open(format!("/proc/{p}/ns/mnt")).unwrap())
+        .collect();
     cancel.cancel();
     match handle.join().unwrap() {
         Err(SandboxError::Cancelled) => {}
@@ -539,8 +546,8 @@ fn cancel_kills_everything_and_cleans_up() {
     for pid in [helper, init] {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} left");
     }
-    // No process is left in the sandbox's mount namespace, so its mounts are gone; none was
-    // ever made in ours.
+    // No process is left in the sandbox's mount namespace, so its mounts go with our last
+    // reference to it; none was ever made in ours.
     for ent in fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(l) = fs::read_link(ent.path().join("ns/mnt")) {
             assert!(
