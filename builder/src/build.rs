@@ -167,7 +167,9 @@ impl Builder {
         let context = BuildContext::open(&req.context_dir, req.dockerfile.path.as_deref())?;
         let dockerfile = syntax::parse(&req.dockerfile.name, &req.dockerfile.text)?;
         let platform = Platform::host();
-        let resolver = StoreResolver::new(&self.store, platform.clone());
+        let transfers = crate::events::TransferEvents::new(events);
+        let resolver =
+            StoreResolver::new(&self.store, platform.clone()).with_progress(&transfers);
         let options = LowerOptions {
             build_args: req.build_args.clone(),
             target: req.target.clone(),

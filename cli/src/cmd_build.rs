@@ -123,6 +123,21 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
             return Err(e.into());
         }
     };
+    // With --push, the image's digest is the pushed one (what a registry and a signer see).
+    let pushed = match crate::cmd_registry::push_after_build(
+        root,
+        &args.registry,
+        &request.tags,
+        &result,
+        &request.export.compression,
+        &renderer,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            renderer.abort();
+            return Err(e);
+        }
+    };
     let names: Vec<String> = request.tags.iter().map(ToString::to_string).collect();
     renderer.finish(&Summary {
         started,
@@ -135,14 +150,6 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
         std::fs::write(file, result.config_digest.to_string())
             .with_context(|| format!("writing --iidfile {}", file.display()))?;
     }
-    // With --push, the image's digest is the pushed one (what a registry and a signer see).
-    let pushed = crate::cmd_registry::push_after_build(
-        root,
-        &args.registry,
-        &request.tags,
-        &result,
-        &request.export.compression,
-    )?;
     if let Some(file) = &args.metadata_file {
         let descriptor = pushed.unwrap_or_else(|| result.manifest_descriptor.clone());
         let digest = descriptor.digest().to_string();

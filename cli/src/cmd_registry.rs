@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use kiln_builder::events::TransferEvents;
 use kiln_builder::export::{CompressionSpec, distributable};
 use kiln_builder::platform::Platform;
 use kiln_builder::reference::{ImageName, Reference};
@@ -254,7 +255,7 @@ pub fn push(root: &Path, args: PushArgs) -> Result<()> {
         args.compression_level,
         false,
     )?;
-    let descriptor = distributable(root, builder.store().blobs(), &descriptor, &spec)?;
+    let descriptor = distributable(root, builder.store().blobs(), &descriptor, &spec, &())?;
     let lines = Lines { quiet: args.quiet };
     let pushed = registry.push(builder.store(), &descriptor, &dest, &lines)?;
     if args.dest.is_none() {
@@ -369,6 +370,7 @@ pub fn push_after_build(
     tags: &[ImageName],
     result: &BuildResult,
     compression: &CompressionSpec,
+    renderer: &crate::render::Renderer,
 ) -> Result<Option<oci_spec::image::Descriptor>> {
     if !args.push {
         return Ok(None);
@@ -378,15 +380,16 @@ pub fn push_after_build(
     }
     let session = registry::session().map_err(|e| anyhow!(e))?;
     let builder = Builder::open(root)?;
-    let lines = Lines { quiet: false };
+    let transfers = TransferEvents::new(renderer);
+    let blobs = builder.store().blobs();
     let descriptor =
-        distributable(root, builder.store().blobs(), &result.manifest_descriptor, compression)?;
+        distributable(root, blobs, &result.manifest_descriptor, compression, renderer)?;
     for tag in tags {
         let dest = Reference::parse(&tag.to_string())?;
-        let pushed = session.registry.push(builder.store(), &descriptor, &dest, &lines)?;
+        let pushed = session.registry.push(builder.store(), &descriptor, &dest, &transfers)?;
         // The name now points to what its registry has (also where later pushes mount from).
         builder.store().tag(&tag.to_string(), descriptor.clone())?;
-        eprintln!("Pushed {}@{}", dest.name(), pushed.digest);
+        renderer.pushed(&dest.name().to_string(), &pushed.digest.to_string());
     }
     Ok(Some(descriptor))
 }

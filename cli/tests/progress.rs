@@ -149,3 +149,36 @@ fn tty_progress_in_a_real_terminal_ends_cleanly() {
         "the image id comes last: {screen}"
     );
 }
+
+#[test]
+fn tty_shows_a_byte_bar_while_a_layer_is_compressed() {
+    require("script");
+    let env = Env::new();
+    let ctx = env.path("big");
+    write_files(&ctx, &[("Dockerfile", "FROM scratch\nCOPY big /big\n")]);
+    // 20 MB that do not compress: the gzip of the output takes a while.
+    let mut noise = vec![0u8; 20_000_000];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut noise)
+        .unwrap();
+    std::fs::write(ctx.join("big"), noise).unwrap();
+    let cmd = format!(
+        "{} --root {} build --progress tty -o type=oci,dest={} {}",
+        env!("CARGO_BIN_EXE_kiln"),
+        env.root().display(),
+        env.path("out.tar").display(),
+        ctx.display()
+    );
+    let out =
+        std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // A bar: `compress sha256:0123456789ab [=====>   ] 4.19 MB/20.01 MB ...`, then its line.
+    let bar = screen
+        .split(['\r', '\n'])
+        .find(|l| l.contains("compress sha256:") && l.contains("] ") && l.contains(" MB/"))
+        .unwrap_or_else(|| panic!("no byte bar: {screen}"));
+    assert!(bar.contains('['), "{bar}");
+    assert!(screen.contains("✔ compress sha256:"), "{screen}");
+    assert!(screen.contains("20.0MB DONE "), "{screen}");
+    assert!(screen.trim_end().ends_with(|c: char| c.is_ascii_hexdigit()), "{screen}");
+}

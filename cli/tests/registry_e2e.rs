@@ -125,6 +125,102 @@ fn build_push_and_outputs_reach_the_registry() {
     assert!(err.contains("TLS"), "{err}");
 }
 
+/// The JSON progress objects of `stderr` for `task`.
+fn progress_of(stderr: &str, task: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .filter(|o| o["type"] == "progress" && o["task"] == task)
+        .collect()
+}
+
+#[test]
+fn transfers_and_compression_report_byte_progress() {
+    let reg = TestRegistry::plain();
+    let env = Env::new();
+    let ctx = context(&env, "ctx", "FROM scratch\nCOPY big /big\n", &[]);
+    // 3 MB that do not compress: several byte reports per layer.
+    let mut noise = vec![0u8; 3_000_000];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut noise)
+        .unwrap();
+    std::fs::write(ctx.join("big"), noise).unwrap();
+    let name = format!("{}/progress/app:1", reg.host());
+    let host = reg.host();
+    let insecure = [host.as_str()];
+    let (_, stderr) = ok(&mut isolated(
+        &env,
+        &["build", "--progress=json", "-t", &name, "--push", ctx.to_str().unwrap()],
+        &insecure,
+    ));
+    let manifest: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]))
+    .unwrap();
+    let layer = &manifest["layers"][0];
+    let (layer_digest, layer_size) = (layer["digest"].as_str().unwrap(), layer["size"].as_u64());
+    // The stored plain layer was compressed on the way out: reports from 0 to its size.
+    let compress = progress_of(&stderr, "compress");
+    assert!(compress.len() >= 3, "{stderr}");
+    assert_eq!(compress.first().unwrap()["state"], "running");
+    assert_eq!(compress.first().unwrap()["current"], 0);
+    let done = compress.last().unwrap();
+    assert_eq!(done["state"], "done", "{stderr}");
+    assert_eq!(done["current"], done["total"]);
+    assert!(done["total"].as_u64().unwrap() > 3_000_000);
+    assert_eq!(done["vertex"], Value::Null);
+    // The push: the compressed layer and the config, each to its end.
+    let push = progress_of(&stderr, "push");
+    let of_layer: Vec<&Value> = push.iter().filter(|o| o["id"] == layer_digest).collect();
+    assert!(of_layer.len() >= 3, "{stderr}");
+    let last = of_layer.last().unwrap();
+    assert_eq!((last["state"].as_str(), last["current"].as_u64()), (Some("done"), layer_size));
+    assert_eq!(last["total"].as_u64(), layer_size);
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    assert!(push.iter().any(|o| o["id"] == config_digest && o["state"] == "done"), "{stderr}");
+    let pushed = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|o| o["type"] == "pushed")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(pushed["digest"], raw_digest(&name));
+    assert_eq!(pushed["name"], format!("{}/progress/app", reg.host()));
+
+    // Pushing again: every blob is skipped, in plain lines.
+    let (_, stderr) = ok(&mut isolated(
+        &env,
+        &["build", "--progress=plain", "-t", &name, "--push", ctx.to_str().unwrap()],
+        &insecure,
+    ));
+    let short = &layer_digest[..19];
+    assert!(stderr.contains(&format!("push {short} skipped: already exists\n")), "{stderr}");
+
+    // Another root builds FROM it: the layer is pulled with byte progress, in plain lines.
+    let other = Env::new();
+    let from = context(&other, "from", &format!("FROM {name}\nENV X=1\n"), &[]);
+    let (_, stderr) = ok(&mut isolated(
+        &other,
+        &["build", "--progress=plain", from.to_str().unwrap()],
+        &insecure,
+    ));
+    let size = kiln_render_size(layer_size.unwrap());
+    assert!(stderr.contains(&format!("pull {short} {size} DONE ")), "{stderr}");
+}
+
+/// `2.50MB`, as kiln prints sizes (decimal units, three significant digits).
+fn kiln_render_size(bytes: u64) -> String {
+    let mb = bytes as f64 / 1e6;
+    if mb >= 100.0 {
+        format!("{mb:.0}MB")
+    } else if mb >= 10.0 {
+        format!("{mb:.1}MB")
+    } else {
+        format!("{mb:.2}MB")
+    }
+}
+
 #[test]
 fn skopeo_pushes_and_kiln_pulls_and_builds_from_it() {
     let reg = TestRegistry::plain();

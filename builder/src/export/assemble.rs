@@ -96,9 +96,9 @@ pub(crate) fn finish(
         &req.tags,
         req.source_date_epoch,
     );
-    let main = exporter.main()?;
+    let main = exporter.main(events)?;
     for output in &req.outputs {
-        let written = exporter.write(output)?;
+        let written = exporter.write(output, events)?;
         events.emit(Event::OutputWritten { description: written });
     }
     for name in &req.tags {

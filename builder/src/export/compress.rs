@@ -15,10 +15,11 @@ use kiln_cache::blob::BlobStore;
 use kiln_cache::index::LayerRef;
 use kiln_cache::layer::Compression;
 use kiln_cache::snapshot::LayerDesc;
-use kiln_cache::store::{DerivedLayers, layer_codec, recompress_layer};
+use kiln_cache::store::{DerivedLayers, layer_codec, recompress_layer_reporting};
 use rayon::prelude::*;
 
 use crate::BuildError;
+use crate::events::{Event, EventSink, Progress, ProgressState, Task};
 
 pub use kiln_cache::store::Codec;
 
@@ -138,6 +139,7 @@ pub(crate) fn prepare_layers(
     layers: &[LayerRef],
     first_own: usize,
     spec: &CompressionSpec,
+    events: &dyn EventSink,
 ) -> Result<Vec<LayerRef>, BuildError> {
     spec.validate().map_err(BuildError::Export)?;
     let derived = DerivedLayers::open(root)?;
@@ -156,7 +158,7 @@ pub(crate) fn prepare_layers(
             if codec == Codec::of(&target) && !spec.force {
                 return Ok(layer);
             }
-            Ok(convert(&derived, blobs, &layer, target)?)
+            Ok(convert(&derived, blobs, &layer, target, events)?)
         })
         .collect()
 }
@@ -173,6 +175,7 @@ pub(crate) fn canonical_layers(
     blobs: &BlobStore,
     layers: &[LayerRef],
     first_own: usize,
+    events: &dyn EventSink,
 ) -> Result<Vec<LayerRef>, BuildError> {
     let derived = DerivedLayers::open(root)?;
     layers
@@ -183,23 +186,46 @@ pub(crate) fn canonical_layers(
             if i < first_own || layer_codec(blobs, &desc(&layer))? == Codec::Plain {
                 return Ok(layer);
             }
-            Ok(convert(&derived, blobs, &layer, Compression::None)?)
+            Ok(convert(&derived, blobs, &layer, Compression::None, events)?)
         })
         .collect()
 }
 
-/// `layer` in `to`, from the derived-layer records or converted now.
+/// Bytes between two progress reports of a conversion.
+const REPORT_STEP: u64 = 1 << 20;
+
+/// `layer` in `to`, from the derived-layer records or converted now (with its progress, as
+/// blob bytes read of the blob's size, reported to `events`).
 pub(crate) fn convert(
     derived: &DerivedLayers,
     blobs: &BlobStore,
     layer: &LayerRef,
     to: Compression,
+    events: &dyn EventSink,
 ) -> Result<LayerRef, kiln_cache::Error> {
     let key = format!("compress:{}:{}", layer.diff_id, tag(to));
     if let Some(done) = derived.get(&key, blobs)? {
         return Ok(done);
     }
-    let info = recompress_layer(blobs, &desc(layer), to)?;
+    let report = |current: u64, state: ProgressState| {
+        events.emit(Event::Progress(Progress {
+            vertex: None,
+            task: Task::Compress,
+            id: layer.digest.to_string(),
+            current,
+            total: layer.size,
+            state,
+        }))
+    };
+    report(0, ProgressState::Running);
+    let mut last = 0;
+    let info = recompress_layer_reporting(blobs, &desc(layer), to, &mut |read| {
+        if read >= last + REPORT_STEP {
+            last = read;
+            report(read, ProgressState::Running);
+        }
+    })?;
+    report(layer.size, ProgressState::Done);
     let done = LayerRef {
         digest: info.digest,
         diff_id: info.diff_id,

@@ -6,6 +6,7 @@ use kiln_cache::store::ImageStore;
 
 use super::Composed;
 use crate::BuildError;
+use crate::events::{EventSink, TransferEvents};
 use crate::reference::{ImageName, Reference};
 use crate::registry;
 
@@ -15,6 +16,7 @@ pub(super) fn write(
     image: &Composed,
     names: &[String],
     push: bool,
+    events: &dyn EventSink,
 ) -> Result<String, BuildError> {
     let store = ImageStore::open(blobs.root())?;
     let manifest = &image.descriptor;
@@ -35,7 +37,7 @@ pub(super) fn write(
             .map_err(|e| BuildError::Registry(format!("pushing {dest}: {e}")))?;
         let pushed = session
             .registry
-            .push(&store, manifest, &dest, &())
+            .push(&store, manifest, &dest, &TransferEvents::new(events))
             .map_err(|e| BuildError::Registry(format!("pushing {dest}: {e}")))?;
         done.push(format!("image {key}, pushed {}@{}", dest.name(), pushed.digest));
     }

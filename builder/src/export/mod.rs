@@ -36,6 +36,7 @@ pub use compress::{Codec, CompressionSpec};
 pub use spec::{Dest, ImageOptions, Output, OutputSpecError};
 
 use crate::BuildError;
+use crate::events::EventSink;
 use crate::reference::ImageName;
 
 /// How the image is assembled, for every output (per-output options go over these).
@@ -109,10 +110,10 @@ impl<'a> Exporter<'a> {
 
     /// The image as the local store keeps it (what `-t` tags): the build's own layers as plain
     /// tars (see [`compress::canonical_layers`]).
-    pub(crate) fn main(&self) -> Result<Composed, BuildError> {
+    pub(crate) fn main(&self, events: &dyn EventSink) -> Result<Composed, BuildError> {
         let key = format!("canonical{:?}", self.options.annotations.manifest);
         self.compose(key, &self.options.annotations.manifest, || {
-            compress::canonical_layers(self.root, self.blobs, &self.layers, self.first_own)
+            compress::canonical_layers(self.root, self.blobs, &self.layers, self.first_own, events)
         })
     }
 
@@ -121,9 +122,11 @@ impl<'a> Exporter<'a> {
         &self,
         spec: &CompressionSpec,
         annotations: &BTreeMap<String, String>,
+        events: &dyn EventSink,
     ) -> Result<Composed, BuildError> {
         self.compose(format!("{spec:?}{annotations:?}"), annotations, || {
-            compress::prepare_layers(self.root, self.blobs, &self.layers, self.first_own, spec)
+            let (root, blobs, first_own) = (self.root, self.blobs, self.first_own);
+            compress::prepare_layers(root, blobs, &self.layers, first_own, spec, events)
         })
     }
 
@@ -166,21 +169,26 @@ impl<'a> Exporter<'a> {
     }
 
     /// The manifest for an output's image options (over the build's).
-    fn image_for(&self, image: &ImageOptions) -> Result<(Composed, Annotations), BuildError> {
+    fn image_for(
+        &self,
+        image: &ImageOptions,
+        events: &dyn EventSink,
+    ) -> Result<(Composed, Annotations), BuildError> {
         let spec = image.compression.over(&self.options.compression);
         let annotations = image.annotations.over(&self.options.annotations);
-        Ok((self.compose_for(&spec, &annotations.manifest)?, annotations))
+        Ok((self.compose_for(&spec, &annotations.manifest, events)?, annotations))
     }
 
-    /// Writes `output`; returns a description for the user.
-    pub fn write(&self, output: &Output) -> Result<String, BuildError> {
+    /// Writes `output` (reporting compression and push progress to `events`); returns a
+    /// description for the user.
+    pub fn write(&self, output: &Output, events: &dyn EventSink) -> Result<String, BuildError> {
         match output {
             Output::Oci { dest, tar, image } => {
-                let (composed, annotations) = self.image_for(image)?;
+                let (composed, annotations) = self.image_for(image, events)?;
                 oci::write(self.blobs, &composed, &annotations, &self.names(image)?, dest, *tar)
             }
             Output::Docker { dest, image } => {
-                let (composed, annotations) = self.image_for(image)?;
+                let (composed, annotations) = self.image_for(image, events)?;
                 docker::write(self.blobs, &composed, &annotations, &self.names(image)?, dest)
             }
             Output::Local { dest } => {
@@ -188,8 +196,8 @@ impl<'a> Exporter<'a> {
             }
             Output::Tar { dest } => rootfs::write_tar(self.blobs, &self.layers, dest, self.epoch),
             Output::Image { push, image: options } => {
-                let (composed, _) = self.image_for(options)?;
-                image::write(self.blobs, &composed, &options.names, *push)
+                let (composed, _) = self.image_for(options, events)?;
+                image::write(self.blobs, &composed, &options.names, *push, events)
             }
         }
     }
@@ -215,6 +223,7 @@ pub fn distributable(
     blobs: &BlobStore,
     manifest: &Descriptor,
     spec: &CompressionSpec,
+    events: &dyn EventSink,
 ) -> Result<Descriptor, BuildError> {
     let digest = Digest::try_from(manifest.digest())?;
     let bytes = blobs.read(&digest)?;
@@ -247,7 +256,7 @@ pub fn distributable(
         .collect::<Result<Vec<_>, BuildError>>()?;
     // Every layer counts as a base layer here: compressed ones stay as they are unless `spec`
     // names a codec, plain ones are compressed.
-    let converted = compress::prepare_layers(root, blobs, &layers, layers.len(), spec)?;
+    let converted = compress::prepare_layers(root, blobs, &layers, layers.len(), spec, events)?;
     if converted.iter().zip(&layers).all(|(c, l)| c.digest == l.digest) {
         return Ok(manifest.clone());
     }

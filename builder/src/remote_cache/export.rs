@@ -16,7 +16,7 @@ use super::format::{CacheConfig, CacheEntry};
 use super::mounts::{self, Exported};
 use super::spec::{CacheExport, CacheLocation, CacheMode};
 use crate::build::Builder;
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, TransferEvents};
 use crate::export::compress::convert;
 use crate::registry;
 use crate::solver::StageResult;
@@ -89,7 +89,7 @@ fn export_one(
         if let Some(layer) = &record.layer
             && layer.media_type != export.compression.media_type()
         {
-            let converted = convert(&derived, blobs, layer, export.compression)
+            let converted = convert(&derived, blobs, layer, export.compression, events)
                 .map_err(|e| format!("re-compressing layer {}: {e}", layer.digest))?;
             record.layer = Some(converted);
         }
@@ -128,7 +128,7 @@ fn export_one(
             let session = registry::session()?;
             let pushed = session
                 .registry
-                .push(builder.store(), &descriptor, reference, &())
+                .push(builder.store(), &descriptor, reference, &TransferEvents::new(events))
                 .map_err(|e| e.to_string())?;
             Ok(format!(
                 "cache exported to {}@{manifest_digest}: {what} ({} blobs uploaded, {} already there, {} mounted)",

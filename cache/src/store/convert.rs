@@ -80,10 +80,21 @@ pub fn recompress_layer(
     layer: &LayerDesc,
     to: Compression,
 ) -> Result<LayerInfo> {
+    recompress_layer_reporting(blobs, layer, to, &mut |_| {})
+}
+
+/// [`recompress_layer`], calling `read` with the number of blob bytes read so far after each
+/// read (the blob's size is the total).
+pub fn recompress_layer_reporting(
+    blobs: &BlobStore,
+    layer: &LayerDesc,
+    to: Compression,
+    read: &mut dyn FnMut(u64),
+) -> Result<LayerInfo> {
     to.validate()?;
     let how = DecodeAs::from_media_type(&layer.media_type)?;
     let what = format!("recompressing layer {}", layer.digest);
-    let reader = blobs.open_verified(&layer.digest)?;
+    let reader = Counting { inner: blobs.open_verified(&layer.digest)?, done: 0, report: read };
     let mut decoder = Decoder::new(reader, how).map_err(|e| Error::stream(what.clone(), e))?;
     let blob = blobs.ingest()?;
     let encoder = Encoder::new(blob, to).map_err(|e| Error::stream(what.clone(), e))?;
@@ -112,6 +123,24 @@ pub fn recompress_layer(
     let blob = encoder.finish().map_err(|e| Error::stream(what, e))?;
     let (digest, size) = blob.commit(None)?;
     Ok(LayerInfo { digest, diff_id, size, media_type: to.media_type().to_string() })
+}
+
+/// A reader that reports how many bytes went through it.
+struct Counting<'a, R> {
+    inner: R,
+    done: u64,
+    report: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.done += n as u64;
+            (self.report)(self.done);
+        }
+        Ok(n)
+    }
 }
 
 /// Rewrites `layer` with every mtime later than `epoch` set to `epoch`, compressed with `to`.

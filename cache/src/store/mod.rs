@@ -33,7 +33,9 @@ mod merge;
 mod rootfs;
 mod tarout;
 
-pub use convert::{Codec, layer_codec, recompress_layer, rewrite_layer_mtimes};
+pub use convert::{
+    Codec, layer_codec, recompress_layer, recompress_layer_reporting, rewrite_layer_mtimes,
+};
 pub use derived::DerivedLayers;
 pub use docker::{DockerTag, write_docker_archive, write_docker_archive_to};
 pub use layout::{write_layout, write_layout_tar, write_layout_tar_to, write_layout_with};

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use kiln_builder::events::{Event, EventSink};
+use kiln_builder::events::{Event, EventSink, ProgressState};
 use serde_json::{Value, json};
 
 use super::{Summary, Tally};
@@ -23,6 +23,12 @@ impl Json {
 
     fn write(&self, value: Value) {
         let _ = writeln!(std::io::stderr().lock(), "{value}");
+    }
+
+    /// Writes a `pushed` object.
+    pub fn pushed(&self, name: &str, digest: &str) {
+        let t = self.started.elapsed().as_secs_f64();
+        self.write(json!({ "type": "pushed", "t": t, "name": name, "digest": digest }));
     }
 
     /// Writes the final `summary` object.
@@ -63,6 +69,22 @@ pub fn object(event: &Event) -> Value {
         }),
         Event::OutputWritten { description } => {
             json!({ "type": "output", "description": description })
+        }
+        Event::Progress(p) => {
+            let mut o = json!({
+                "type": "progress", "task": p.task.name(), "id": p.id, "vertex": p.vertex,
+                "current": p.current, "total": p.total,
+            });
+            let (state, reason) = match &p.state {
+                ProgressState::Running => ("running", None),
+                ProgressState::Done => ("done", None),
+                ProgressState::Skipped(why) => ("skipped", Some(why)),
+            };
+            o["state"] = json!(state);
+            if let Some(why) = reason {
+                o["reason"] = json!(why);
+            }
+            o
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod json;
 mod plain;
+mod transfers;
 mod tty;
 
 use std::io::IsTerminal;
@@ -91,6 +92,16 @@ impl Renderer {
             Renderer::Plain(p) => p.finish(summary),
             Renderer::Tty(t) => t.finish(summary),
             Renderer::Json(j) => j.finish(summary),
+            Renderer::Quiet(_) => {}
+        }
+    }
+
+    /// Reports that the image was pushed to `name` as `digest` (`Pushed NAME@DIGEST`).
+    pub fn pushed(&self, name: &str, digest: &str) {
+        match self {
+            Renderer::Plain(_) => eprintln!("Pushed {name}@{digest}"),
+            Renderer::Tty(t) => t.pushed(name, digest),
+            Renderer::Json(j) => j.pushed(name, digest),
             Renderer::Quiet(_) => {}
         }
     }

@@ -1,22 +1,25 @@
 //! Plain progress for CI logs: `#N [stage i/n] INSTRUCTION`, output lines prefixed `#N`,
-//! `#N DONE 0.12s` or `#N CACHED`.
+//! `#N DONE 0.12s` or `#N CACHED`; byte progress as `pull sha256:0123456789ab 1.05MB / 3.40MB`
+//! at most once a second per item, and its end (see [`super::transfers`]).
 
 use std::io::Write;
 use std::sync::Mutex;
 
 use kiln_builder::events::{Event, EventSink};
 
+use super::transfers::Transfers;
 use super::{Summary, Tally};
 
 /// Plain-text progress on stderr.
 pub struct Plain {
     tally: Mutex<Tally>,
+    transfers: Mutex<Transfers>,
 }
 
 impl Plain {
     /// A plain renderer.
     pub fn new() -> Self {
-        Plain { tally: Mutex::new(Tally::default()) }
+        Plain { tally: Mutex::new(Tally::default()), transfers: Mutex::new(Transfers::default()) }
     }
 
     /// Prints the summary.
@@ -42,7 +45,9 @@ pub fn line(event: &Event) -> Option<String> {
         Event::StepLog { vertex, line } => format!("#{vertex} {line}"),
         Event::Warning(message) => format!("WARNING: {message}"),
         Event::Notice(message) => format!("NOTE: {message}"),
-        Event::ImageWritten { .. } | Event::OutputWritten { .. } => return None,
+        Event::ImageWritten { .. } | Event::OutputWritten { .. } | Event::Progress(_) => {
+            return None;
+        }
     })
 }
 
@@ -51,7 +56,11 @@ impl EventSink for Plain {
         if let Ok(mut t) = self.tally.lock() {
             t.count(&event);
         }
-        if let Some(text) = line(&event) {
+        let text = match &event {
+            Event::Progress(p) => self.transfers.lock().ok().and_then(|mut t| t.plain_line(p)),
+            other => line(other),
+        };
+        if let Some(text) = text {
             let _ = writeln!(std::io::stderr().lock(), "{text}");
         }
     }

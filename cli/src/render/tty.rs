@@ -1,14 +1,31 @@
 //! Live progress for a terminal: one spinner line per running step with its elapsed time and
-//! last output line; a finished step collapses into one line above the live area.
+//! last output line, and one byte bar per transfer (pull, push), context hashing or layer
+//! compression; a finished step or transfer collapses into one line above the live area.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_builder::events::{Event, EventSink};
+use kiln_builder::events::{Event, EventSink, Progress, ProgressState, Task};
 
+use super::transfers::{line, title};
 use super::{Summary, Tally};
+
+fn bytes_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix} [{bar:24}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec:>11} {elapsed:>4}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+fn unknown_total_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner} {prefix} {decimal_bytes} {decimal_bytes_per_sec:>11} {elapsed:>4}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
 
 /// Terminal progress on stderr.
 pub struct Tty {
@@ -19,6 +36,7 @@ pub struct Tty {
 #[derive(Default)]
 struct State {
     bars: HashMap<usize, (ProgressBar, String)>,
+    transfers: HashMap<(Task, String), (ProgressBar, Instant)>,
     tally: Tally,
 }
 
@@ -44,6 +62,9 @@ impl Tty {
             for (_, (bar, _)) in state.bars.drain() {
                 bar.finish_and_clear();
             }
+            for (_, (bar, _)) in state.transfers.drain() {
+                bar.finish_and_clear();
+            }
         }
         let _ = self.multi.clear();
     }
@@ -55,6 +76,39 @@ impl Tty {
         for line in summary.lines(&tally) {
             eprintln!("{line}");
         }
+    }
+
+    /// Prints where the image was pushed.
+    pub fn pushed(&self, name: &str, digest: &str) {
+        self.println(&format!("Pushed {name}@{digest}"));
+    }
+
+    /// A byte bar for `p`, made on its first report, moved, and collapsed at its end.
+    fn transfer(&self, mut state: std::sync::MutexGuard<'_, State>, p: Progress) {
+        let key = (p.task, p.id.clone());
+        if p.state == ProgressState::Running {
+            let (bar, _) = state.transfers.entry(key).or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(p.total));
+                bar.set_style(if p.total == 0 { unknown_total_style() } else { bytes_style() });
+                bar.set_prefix(title(&p));
+                if p.total == 0 {
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                }
+                (bar, Instant::now())
+            });
+            bar.set_position(p.current);
+            return;
+        }
+        let started = match state.transfers.remove(&key) {
+            Some((bar, started)) => {
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+                started
+            }
+            None => Instant::now(),
+        };
+        drop(state);
+        self.println(&format!("✔ {}", line(&p, started.elapsed())));
     }
 
     /// Removes the live area after a failure.
@@ -102,6 +156,7 @@ impl EventSink for Tty {
                 drop(state);
                 self.println(&format!("NOTE: {message}"));
             }
+            Event::Progress(p) => self.transfer(state, p),
             Event::ImageWritten { .. } | Event::OutputWritten { .. } => {}
         }
     }
