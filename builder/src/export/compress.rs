@@ -16,7 +16,6 @@ use kiln_cache::index::LayerRef;
 use kiln_cache::layer::Compression;
 use kiln_cache::snapshot::LayerDesc;
 use kiln_cache::store::{DerivedLayers, layer_codec, recompress_layer_reporting};
-use rayon::prelude::*;
 
 use crate::BuildError;
 use crate::events::{Event, EventSink, Progress, ProgressState, Task};
@@ -144,23 +143,19 @@ pub(crate) fn prepare_layers(
     spec.validate().map_err(BuildError::Export)?;
     let derived = DerivedLayers::open(root)?;
     let target = spec.target();
-    layers
-        .par_iter()
-        .enumerate()
-        .map(|(i, layer)| {
-            let layer = oci_media_type(blobs, layer)?;
-            let codec = layer_codec(blobs, &desc(&layer))?;
-            // Base-image layers keep their compression unless asked, except plain tars (how
-            // the local store keeps the layers kiln made, a local base image's included).
-            if !spec.converts_all() && i < first_own && codec != Codec::Plain {
-                return Ok(layer);
-            }
-            if codec == Codec::of(&target) && !spec.force {
-                return Ok(layer);
-            }
-            Ok(convert(&derived, blobs, &layer, target, events)?)
-        })
-        .collect()
+    map_on_threads(layers, |i, layer| {
+        let layer = oci_media_type(blobs, layer)?;
+        let codec = layer_codec(blobs, &desc(&layer))?;
+        // Base-image layers keep their compression unless asked, except plain tars (how
+        // the local store keeps the layers kiln made, a local base image's included).
+        if !spec.converts_all() && i < first_own && codec != Codec::Plain {
+            return Ok(layer);
+        }
+        if codec == Codec::of(&target) && !spec.force {
+            return Ok(layer);
+        }
+        Ok(convert(&derived, blobs, &layer, target, events)?)
+    })
 }
 
 /// `layers` as the local store keeps them: the build's own layers (from `first_own` on) as
@@ -178,17 +173,58 @@ pub(crate) fn canonical_layers(
     events: &dyn EventSink,
 ) -> Result<Vec<LayerRef>, BuildError> {
     let derived = DerivedLayers::open(root)?;
-    layers
-        .par_iter()
-        .enumerate()
-        .map(|(i, layer)| {
-            let layer = oci_media_type(blobs, layer)?;
-            if i < first_own || layer_codec(blobs, &desc(&layer))? == Codec::Plain {
-                return Ok(layer);
-            }
-            Ok(convert(&derived, blobs, &layer, Compression::None, events)?)
-        })
-        .collect()
+    map_on_threads(layers, |i, layer| {
+        let layer = oci_media_type(blobs, layer)?;
+        if i < first_own || layer_codec(blobs, &desc(&layer))? == Codec::Plain {
+            return Ok(layer);
+        }
+        Ok(convert(&derived, blobs, &layer, Compression::None, events)?)
+    })
+}
+
+/// `f` over `items` (with their indexes), on as many plain threads as there are CPUs, in
+/// order; the first error is returned.
+///
+/// Not on rayon's pool: a gzip stream written from one of the pool's threads compresses each
+/// batch in place (see `kiln_cache::layer::pgzip`), while from another thread it hands
+/// batches to the pool and reads, hashes and writes meanwhile, which is what makes one big
+/// layer compress at the speed of all cores.
+fn map_on_threads<T: Sync>(
+    items: &[T],
+    f: impl Fn(usize, &T) -> Result<LayerRef, BuildError> + Sync,
+) -> Result<Vec<LayerRef>, BuildError> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<LayerRef, BuildError>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(items.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(i, item);
+                    let failed = result.is_err();
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(result);
+                    }
+                    if failed {
+                        // The others stop at their next item.
+                        next.store(items.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for slot in results {
+        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(result) => out.push(result?),
+            // Not reached: skipped only after an earlier failure, returned above.
+            None => return Err(BuildError::Export("a layer conversion did not run".into())),
+        }
+    }
+    Ok(out)
 }
 
 /// Bytes between two progress reports of a conversion.
