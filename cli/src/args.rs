@@ -136,6 +136,10 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: crate::render::Progress,
 
+    /// Print nothing but the image id (as docker build -q): --progress=quiet.
+    #[arg(short, long, conflicts_with = "progress")]
+    pub quiet: bool,
+
     /// Write the image id (config digest) to FILE.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,

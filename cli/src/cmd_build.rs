@@ -115,7 +115,8 @@ pub fn build(root: &Path, args: BuildArgs) -> Result<()> {
 
     crate::cmd_registry::install_for_build(&args.registry)?;
     let builder = Builder::open(root)?;
-    let renderer = Renderer::new(args.progress);
+    let progress = if args.quiet { crate::render::Progress::Quiet } else { args.progress };
+    let renderer = Renderer::new(progress);
     let result = match builder.build(&request, &renderer) {
         Ok(r) => r,
         Err(e) => {

@@ -123,6 +123,13 @@ fn quiet_prints_only_the_image_id_and_files_are_written_for_scripts() {
     assert_eq!(m["image.name"], "q:1");
     let inspect: Value = serde_json::from_str(&env.kiln_ok(&["inspect", "q:1"])).unwrap();
     assert_eq!(m["containerimage.digest"], inspect["digest"]);
+    // `-q`, as with docker build.
+    let short = env.kiln(&["build", "-q", ctx.to_str().unwrap()]);
+    assert!(short.status.success());
+    assert_eq!(
+        (stderr(&short).as_str(), String::from_utf8_lossy(&short.stdout).trim()),
+        ("", id.as_str())
+    );
 }
 
 #[test]
