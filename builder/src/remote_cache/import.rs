@@ -14,7 +14,7 @@ use super::format::{self, MountEntry};
 use super::source::Source;
 use super::spec::{CacheImport, CacheLocation};
 use crate::build::Builder;
-use crate::events::{Event, EventSink};
+use crate::events::{Event, EventSink, TransferEvents};
 use crate::registry;
 
 /// The caches a build imports: what they hold, and where to fetch it.
@@ -144,7 +144,9 @@ impl RemoteCache {
         let (name, source) = &self.sources[*source];
         if let Some(layer) = &record.layer {
             let blobs = builder.store().blobs();
-            let fetched = source.fetch_layer(blobs, layer).and_then(|()| self.verify(blobs, layer));
+            let fetched = source
+                .fetch_layer(blobs, layer, &TransferEvents::new(events))
+                .and_then(|()| self.verify(blobs, layer));
             if let Err(e) = fetched {
                 events.emit(Event::Warning(format!(
                     "cache {name}: {}: {e}; the step runs instead",
@@ -172,7 +174,7 @@ impl RemoteCache {
         let (name, source) = &self.sources[*source];
         let blobs = builder.store().blobs();
         let restored = source
-            .fetch_layer(blobs, &entry.layer)
+            .fetch_layer(blobs, &entry.layer, &TransferEvents::new(events))
             .and_then(|()| super::mounts::restore(blobs, entry, dest));
         match restored {
             Ok(()) => events.emit(Event::Notice(format!(
@@ -217,7 +219,7 @@ fn open(
 ) -> Result<(Source, format::Parsed), String> {
     let (source, manifest) = Source::open(location, registry, runtime)?;
     let (config_digest, config_size) = format::config_of(&manifest).map_err(|e| e.to_string())?;
-    source.fetch(blobs, &config_digest, config_size)?;
+    source.fetch(blobs, &config_digest, config_size, &())?;
     let config = blobs.read(&config_digest).map_err(|e| e.to_string())?;
     let parsed = format::parse(&manifest, &config, platform).map_err(|e| e.to_string())?;
     Ok((source, parsed))

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::spec::CacheLocation;
 use crate::reference::Reference;
 use crate::registry::client::RepoClient;
-use crate::registry::progress::{BlobKind, BlobProgress, Direction};
+use crate::registry::progress::{BlobKind, BlobProgress, Direction, ProgressSink};
 use crate::registry::transport::HostClient;
 use crate::registry::{Registry, RegistryError};
 
@@ -79,6 +79,7 @@ impl Source {
         blobs: &BlobStore,
         digest: &Digest,
         size: u64,
+        progress: &dyn ProgressSink,
     ) -> Result<(), String> {
         if blobs.contains(digest) {
             return Ok(());
@@ -86,7 +87,7 @@ impl Source {
         match self {
             Source::Registry { client, runtime, reference } => {
                 let progress =
-                    BlobProgress::new(&(), Direction::Pull, digest, BlobKind::Layer, size);
+                    BlobProgress::new(progress, Direction::Pull, digest, BlobKind::Layer, size);
                 runtime
                     .block_on(client.fetch_blob(blobs, digest, size, &progress))
                     .map(|_| ())
@@ -106,8 +107,13 @@ impl Source {
     }
 
     /// Fetches a layer's blob (see [`Source::fetch`]).
-    pub(super) fn fetch_layer(&self, blobs: &BlobStore, layer: &LayerRef) -> Result<(), String> {
-        self.fetch(blobs, &layer.digest, layer.size)
+    pub(super) fn fetch_layer(
+        &self,
+        blobs: &BlobStore,
+        layer: &LayerRef,
+        progress: &dyn ProgressSink,
+    ) -> Result<(), String> {
+        self.fetch(blobs, &layer.digest, layer.size, progress)
     }
 }
 
