@@ -13,49 +13,26 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
-/// A platform string that cannot be parsed.
+/// A platform string that cannot be parsed (the message says why).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
+#[error("{0}")]
 pub struct PlatformError(pub String);
 
 impl Platform {
     /// The platform of this machine.
     pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            "riscv64" => "riscv64",
-            "s390x" => "s390x",
-            "arm" => "arm",
-            other => other,
-        };
-        Platform {
-            os: std::env::consts::OS.to_string(),
-            architecture: architecture.to_string(),
-            variant: None,
-        }
+        Platform::from_parts(kiln_frontend::lower::host_platform())
     }
 
-    /// Parses `os/arch[/variant]`.
+    /// Parses `os/arch[/variant]` (or `os`, or `arch`), normalized as containerd and the
+    /// Dockerfile frontend do (`linux/x86_64` is `linux/amd64`, `linux/arm` is
+    /// `linux/arm/v7`).
     pub fn parse(s: &str) -> Result<Platform, PlatformError> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let ok =
-            |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
-                os: os.to_ascii_lowercase(),
-                architecture: arch.to_ascii_lowercase(),
-                variant: None,
-            }),
-            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Platform {
-                os: os.to_ascii_lowercase(),
-                architecture: arch.to_ascii_lowercase(),
-                variant: Some(variant.to_ascii_lowercase()),
-            }),
-            _ => Err(PlatformError(s.to_string())),
-        }
+        kiln_frontend::lower::normalize_platform(s).map(Platform::from_parts).map_err(PlatformError)
+    }
+
+    fn from_parts((os, architecture, variant): (String, String, String)) -> Platform {
+        Platform { os, architecture, variant: (!variant.is_empty()).then_some(variant) }
     }
 
     /// Whether an index entry's platform is this one (a missing variant matches any).
@@ -76,5 +53,23 @@ impl fmt::Display for Platform {
             write!(f, "/{v}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalizes_like_the_frontend() {
+        let p = Platform::parse("linux/x86_64").unwrap();
+        assert_eq!((p.os.as_str(), p.architecture.as_str(), p.variant), ("linux", "amd64", None));
+        assert_eq!(Platform::parse("Linux/ARM").unwrap().to_string(), "linux/arm/v7");
+        assert_eq!(Platform::parse("linux/arm64/v8").unwrap().to_string(), "linux/arm64");
+        assert_eq!(
+            Platform::parse("linux/amd64/v2/x").unwrap_err().to_string(),
+            "invalid platform \"linux/amd64/v2/x\": write os/arch[/variant], like linux/amd64 or linux/arm/v7"
+        );
+        assert_eq!(Platform::host().to_string(), kiln_frontend::lower::host_platform().0 + "/amd64");
     }
 }

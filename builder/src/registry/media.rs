@@ -165,7 +165,9 @@ mod tests {
         let pick = |p: &str| choose(&idx, &Platform::parse(p).unwrap()).map(|d| d.digest.clone());
         assert_eq!(pick("linux/amd64").as_deref(), Some("sha256:3"));
         assert_eq!(pick("linux/arm/v7").as_deref(), Some("sha256:2"));
-        assert_eq!(pick("linux/arm").as_deref(), Some("sha256:1"));
+        // `linux/arm` means arm/v7 (containerd's normalization), not the first arm entry.
+        assert_eq!(pick("linux/arm").as_deref(), Some("sha256:2"));
+        assert_eq!(pick("linux/arm/v6").as_deref(), Some("sha256:1"));
         assert_eq!(pick("linux/arm64").as_deref(), Some("sha256:4"));
         assert_eq!(pick("linux/s390x"), None);
         assert_eq!(platforms(&idx), "linux/arm/v6, linux/arm/v7, linux/amd64, linux/arm64/v8");

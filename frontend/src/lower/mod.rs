@@ -63,6 +63,7 @@ pub enum NamedContext {
 }
 
 pub use self::add::{GitRef, git_ref as parse_git_ref};
+pub use self::platform::{host as host_platform, normalize as normalize_platform};
 
 fn option_platform(file: &str, value: &str, what: &str) -> Result<Platform, Diagnostic> {
     if value.is_empty() {

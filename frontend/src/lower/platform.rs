@@ -153,6 +153,19 @@ impl Platform {
     }
 }
 
+/// `spec` (`os/arch[/variant]`, `os` or `arch`) normalized as containerd does:
+/// `(os, arch, variant)`, the variant empty when there is none. The error is a message for
+/// the user.
+pub fn normalize(spec: &str) -> Result<(String, String, String), String> {
+    Platform::parse(spec).map(|p| (p.os, p.arch, p.variant))
+}
+
+/// The platform kiln runs on, normalized: `(os, arch, variant)`.
+pub fn host() -> (String, String, String) {
+    let p = Platform::host();
+    (p.os, p.arch, p.variant)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
