@@ -323,7 +323,7 @@ fn ssh_agents(raw: &[String]) -> Result<BTreeMap<String, PathBuf>> {
 }
 
 /// `--build-context NAME=VALUE`s, by name.
-fn named_contexts(raw: &[String]) -> Result<BTreeMap<String, NamedSource>> {
+pub(crate) fn named_contexts(raw: &[String]) -> Result<BTreeMap<String, NamedSource>> {
     let mut out = BTreeMap::new();
     for spec in raw {
         let (name, source) = NamedSource::parse(spec).map_err(|e| usage(e.to_string()))?;

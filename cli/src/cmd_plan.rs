@@ -30,6 +30,11 @@ pub struct PlanArgs {
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
 
+    /// An extra named context (as for `kiln build`): NAME=DIR, NAME=docker-image://REF,
+    /// NAME=oci-layout://PATH[:TAG], NAME=target:STAGE, ... Repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+
     /// Print the graph as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -69,7 +74,10 @@ pub fn run(root: &Path, args: PlanArgs) -> Result<()> {
         target: args.target.clone(),
         target_platform: platform.to_string(),
         build_platform: platform.to_string(),
-        named_contexts: Default::default(),
+        named_contexts: crate::cmd_build::named_contexts(&args.build_contexts)?
+            .iter()
+            .map(|(name, source)| (name.clone(), source.for_lowering()))
+            .collect(),
     };
     let graph = lower(&df, &options, &resolver)
         .map_err(|d| anyhow::anyhow!("{}", d.render(&source.text)))?;
