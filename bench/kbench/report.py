@@ -47,6 +47,11 @@ class Report:
     load: str = ""
     run_steps: dict[str, int] = field(default_factory=dict)  # case → RUN instructions in its Dockerfile
     case_scenarios: dict[str, list[str]] = field(default_factory=dict)  # case → scenarios measured
+    labels: dict[str, str] = field(default_factory=dict)  # tool → column header (from the adapters)
+
+    def label(self, tool: str) -> str:
+        """The column header of `tool` (e.g. `buildah-j2` → 'buildah root --jobs 2')."""
+        return self.labels.get(tool) or TOOL_LABELS.get(tool, tool)
 
     def rows(self) -> list[tuple[str, str]]:
         """(case, scenario) pairs in table order."""
@@ -151,9 +156,9 @@ def _median(cell: Cell | None) -> float | None:
 def main_table(rep: Report, notes: Notes) -> str:
     """Median seconds per tool, and kiln's ratios to the others."""
     others = [t for t in rep.tools if t != "kiln"]
-    header = ["case", "scenario", *(TOOL_LABELS[t] for t in rep.tools)]
+    header = ["case", "scenario", *(rep.label(t) for t in rep.tools)]
     if "kiln" in rep.tools:
-        header += [f"kiln÷{TOOL_LABELS[t]}" for t in others]
+        header += [f"kiln÷{rep.label(t)}" for t in others]
     rows = []
     for case, scen in rep.rows():
         cells = {t: rep.results.get(case, {}).get(t, {}).get(scen) for t in rep.tools}
@@ -167,7 +172,7 @@ def main_table(rep: Report, notes: Notes) -> str:
 
 def spread_table(rep: Report) -> str:
     """min–max seconds per tool."""
-    header = ["case", "scenario", *(TOOL_LABELS[t] for t in rep.tools)]
+    header = ["case", "scenario", *(rep.label(t) for t in rep.tools)]
     rows = []
     for case, scen in rep.rows():
         row = [case, scen]
@@ -184,7 +189,7 @@ def rss_table(rep: Report) -> str:
     header = [
         "case",
         "scenario",
-        *(TOOL_LABELS[t] + (" (dockerd growth)" if t == "buildkit" else "") for t in rep.tools),
+        *(rep.label(t) + (" (dockerd growth)" if t == "buildkit" else "") for t in rep.tools),
     ]
     rows = []
     for case, scen in rep.rows():
@@ -215,7 +220,7 @@ def floors_table(rep: Report) -> str:
 
 def targets_table(rep: Report) -> str:
     """The brief's reference figures beside this run's."""
-    header = ["comparison", "BuildKit (brief)", "Buildah (brief)", *(f"{TOOL_LABELS[t]} (here)" for t in rep.tools)]
+    header = ["comparison", "BuildKit (brief)", "Buildah (brief)", *(f"{rep.label(t)} (here)" for t in rep.tools)]
     rows = []
     for label, case, scen, bk, bah in TARGETS:
         if case == "bigcontext" and rep.quick:
@@ -242,7 +247,7 @@ def derived_lines(rep: Report) -> list[str]:
             parts.append(f"cold ÷ {steps} = {cold / steps * 1000:.0f} ms")
         if inc is not None:
             parts.append(f"incremental ÷ {steps // 2} = {inc / (steps // 2) * 1000:.0f} ms")
-        out.append(f"- {TOOL_LABELS[t]}: per `RUN true` step ≈ " + ", ".join(parts))
+        out.append(f"- {rep.label(t)}: per `RUN true` step ≈ " + ", ".join(parts))
     return out
 
 
@@ -252,7 +257,7 @@ EXPORT_FLOORS = {"export": "tar | pigz -p 2", "export-zstd": "tar | zstd -T0"}
 
 def export_table(rep: Report) -> str:
     """Export medians beside the floor that compresses the same data the same way."""
-    header = ["case", "scenario", "floor", *(TOOL_LABELS[t] for t in rep.tools)]
+    header = ["case", "scenario", "floor", *(rep.label(t) for t in rep.tools)]
     rows = []
     for case, scen in rep.rows():
         if scen not in EXPORT_FLOORS or case not in rep.floors:
@@ -288,7 +293,7 @@ def cache_table(rep: Report) -> str:
                 d = exp - cold
                 cost = f"{'+' if d >= 0 else '−'}{fmt_s(abs(d))} s ({d / cold * 100:+.0f} %)"
             rows.append(
-                [case, TOOL_LABELS[t], fmt_s(cold), fmt_s(exp), cost, fmt_s(imp), fmt_ratio(imp, cold)]
+                [case, rep.label(t), fmt_s(cold), fmt_s(exp), cost, fmt_s(imp), fmt_ratio(imp, cold)]
             )
     return table(header, rows) if rows else ""
 

@@ -18,13 +18,18 @@ __all__ = ["Tool", "Unsupported", "Buildah", "BuildKit", "Kiln", "all_tools"]
 
 
 def all_tools(
-    user: BenchUser, scratch: Path, kiln_bin: Path | None, kiln_why: str, jobs: int, logs: Path
+    user: BenchUser, scratch: Path, kiln_bin: Path | None, kiln_why: str, jobs: list[int], logs: Path
 ) -> dict[str, Tool]:
-    """Every tool adapter, keyed by name, in table-column order."""
+    """Every tool adapter, keyed by name, in table-column order. Buildah root and rootless run
+    with `--jobs jobs[0]`; each further value is a root buildah of its own (`buildah-jN`)."""
     stores = scratch / "stores"
-    return {
+    tools: dict[str, Tool] = {
         "kiln": Kiln(kiln_bin, kiln_why, user, stores / "kiln"),
-        "buildah": Buildah(False, user, stores / "buildah-root", jobs),
-        "buildah-rootless": Buildah(True, user, stores / "buildah-rootless", jobs),
-        "buildkit": BuildKit(scratch / "docker", logs / "dockerd.log"),
+        "buildah": Buildah(False, user, stores / "buildah-root", jobs[0]),
+        "buildah-rootless": Buildah(True, user, stores / "buildah-rootless", jobs[0]),
     }
+    for n in jobs[1:]:
+        extra = Buildah(False, user, stores / f"buildah-root-j{n}", n, extra=True)
+        tools[extra.key] = extra
+    tools["buildkit"] = BuildKit(scratch / "docker", logs / "dockerd.log")
+    return tools

@@ -15,11 +15,14 @@ _STEP = re.compile(r"STEP \d+/\d+: (\w+)")
 class Buildah(Tool):
     """`buildah build --layers` with runc, as root or as the bench user (rootless)."""
 
-    def __init__(self, rootless: bool, user: BenchUser, store: Path, jobs: int):
+    def __init__(self, rootless: bool, user: BenchUser, store: Path, jobs: int, extra: bool = False):
+        """`extra`: a further `--buildah-jobs` value, a root column of its own (`buildah-jN`)."""
         super().__init__()
         self.rootless = rootless
         self.key = "buildah-rootless" if rootless else "buildah"
         self.label = "buildah rootless" if rootless else "buildah root"
+        if extra:
+            self.key, self.label = f"buildah-j{jobs}", f"buildah root --jobs {jobs}"
         self.user = user
         self.store = store
         self.root = store / "root"
