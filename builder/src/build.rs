@@ -168,8 +168,7 @@ impl Builder {
         let dockerfile = syntax::parse(&req.dockerfile.name, &req.dockerfile.text)?;
         let platform = Platform::host();
         let transfers = crate::events::TransferEvents::new(events);
-        let resolver =
-            StoreResolver::new(&self.store, platform.clone()).with_progress(&transfers);
+        let resolver = StoreResolver::new(&self.store, platform.clone()).with_progress(&transfers);
         let options = LowerOptions {
             build_args: req.build_args.clone(),
             target: req.target.clone(),
@@ -185,7 +184,7 @@ impl Builder {
         for warning in &graph.warnings {
             events.emit(Event::Warning(warning.to_string()));
         }
-        let hasher = ContextHasher::new(&context, &self.root)?;
+        let hasher = ContextHasher::new(&context, &self.root)?.with_events(events);
         let named = NamedContexts::prepare(&req.named_contexts, &self.root.join("tmp"))?;
         let sources = Sources::new(&self.root, &named)?;
         let jobs = if req.jobs == 0 {

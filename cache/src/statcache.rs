@@ -8,46 +8,31 @@
 //! two builds saving at once lose at most some entries, which only costs re-hashing.
 
 use std::collections::HashMap;
-use std::fs::Metadata;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 use crate::fsutil::write_atomic;
+use crate::layer::FileIdentity;
 
 /// Files changed this recently (nanoseconds) are not cached.
 pub const RACY_WINDOW_NS: i128 = 2_000_000_000;
 
-const MAGIC: &[u8; 8] = b"kilnsc01";
+const MAGIC: &[u8; 8] = b"kilnsc02";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Stamp {
-    fn of(meta: &Metadata) -> Stamp {
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
-    }
-}
+/// Bytes of one entry in the cache file: path hash, dev, ino, size, mtime, ctime, digest.
+const RECORD: usize = 8 * 6 + 32;
 
 /// Content digests of files, remembered by their stat identity.
+///
+/// Entries are keyed by a 64-bit hash of the path (FNV-1a), not the path itself, to keep a
+/// million entries small (80 bytes each). A collision cannot give a wrong digest: an entry
+/// is used only when device, inode, size and both times match, which two different paths
+/// share only when they are hard links of one file, with one content.
 #[derive(Debug)]
 pub struct StatCache {
     file: PathBuf,
-    entries: HashMap<PathBuf, (Stamp, Digest)>,
+    entries: HashMap<u64, (FileIdentity, Digest)>,
     loaded_at_ns: i128,
     dirty: bool,
 }
@@ -68,19 +53,20 @@ impl StatCache {
         Ok(StatCache { file, entries, loaded_at_ns, dirty: false })
     }
 
-    /// The remembered digest of `path` if `meta` still matches what was recorded.
-    pub fn lookup(&self, path: &Path, meta: &Metadata) -> Option<Digest> {
-        let (stamp, digest) = self.entries.get(path)?;
-        (*stamp == Stamp::of(meta)).then(|| digest.clone())
+    /// The remembered digest of `path` if it is still the file `identity` describes.
+    pub fn lookup(&self, path: &Path, identity: &FileIdentity) -> Option<Digest> {
+        let (seen, digest) = self.entries.get(&path_key(path))?;
+        (seen == identity).then(|| digest.clone())
     }
 
-    /// Remembers `digest` for `path` as of `meta` (skipped for files changed very recently).
-    pub fn insert(&mut self, path: PathBuf, meta: &Metadata, digest: Digest) {
-        let stamp = Stamp::of(meta);
-        if self.loaded_at_ns - stamp.mtime_ns.max(stamp.ctime_ns) < RACY_WINDOW_NS {
+    /// Remembers `digest` for `path` as of `identity` (skipped for files changed very
+    /// recently: a later write in the same timestamp tick would go unnoticed).
+    pub fn insert(&mut self, path: &Path, identity: &FileIdentity, digest: Digest) {
+        let changed = i128::from(identity.mtime_ns.max(identity.ctime_ns));
+        if self.loaded_at_ns - changed < RACY_WINDOW_NS {
             return;
         }
-        self.entries.insert(path, (stamp, digest));
+        self.entries.insert(path_key(path), (*identity, digest));
         self.dirty = true;
     }
 
@@ -105,53 +91,58 @@ impl StatCache {
     }
 }
 
-fn encode(entries: &HashMap<PathBuf, (Stamp, Digest)>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + entries.len() * 120);
+/// FNV-1a (64-bit) of the path's bytes: stable across runs and Rust versions, as the cache
+/// file needs.
+fn path_key(path: &Path) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn encode(entries: &HashMap<u64, (FileIdentity, Digest)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + entries.len() * RECORD);
     out.extend_from_slice(MAGIC);
-    for (path, (s, digest)) in entries {
-        let p = path.as_os_str().as_encoded_bytes();
-        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-        out.extend_from_slice(p);
-        out.extend_from_slice(&s.dev.to_le_bytes());
-        out.extend_from_slice(&s.ino.to_le_bytes());
-        out.extend_from_slice(&s.size.to_le_bytes());
-        out.extend_from_slice(&s.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&s.ctime_ns.to_le_bytes());
+    for (key, (id, digest)) in entries {
+        out.extend_from_slice(&key.to_le_bytes());
+        out.extend_from_slice(&id.dev.to_le_bytes());
+        out.extend_from_slice(&id.ino.to_le_bytes());
+        out.extend_from_slice(&id.size.to_le_bytes());
+        out.extend_from_slice(&id.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&id.ctime_ns.to_le_bytes());
         out.extend_from_slice(digest.as_bytes());
     }
     out
 }
 
 /// Parses the cache file; `None` if it is not one (it is then rebuilt).
-fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, (Stamp, Digest)>> {
-    let mut rest = bytes.strip_prefix(MAGIC.as_slice())?;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (head, tail) = rest.split_at_checked(n)?;
-        rest = tail;
-        Some(head)
-    };
-    let mut entries = HashMap::new();
-    while let Some(len) = take(4) {
-        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-        // On Unix any byte string is a valid OsStr.
-        let path = PathBuf::from(std::ffi::OsStr::from_bytes(take(len)?));
-        let u64_at = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        let i128_at = |b: &[u8]| i128::from_le_bytes(b.try_into().unwrap_or([0; 16]));
-        let stamp = Stamp {
-            dev: u64_at(take(8)?),
-            ino: u64_at(take(8)?),
-            size: u64_at(take(8)?),
-            mtime_ns: i128_at(take(16)?),
-            ctime_ns: i128_at(take(16)?),
+fn decode(bytes: &[u8]) -> Option<HashMap<u64, (FileIdentity, Digest)>> {
+    let rest = bytes.strip_prefix(MAGIC.as_slice())?;
+    if rest.len() % RECORD != 0 {
+        return None;
+    }
+    let mut entries = HashMap::with_capacity(rest.len() / RECORD);
+    for record in rest.chunks_exact(RECORD) {
+        let word = |i: usize| -> Option<[u8; 8]> { record[i * 8..i * 8 + 8].try_into().ok() };
+        let id = FileIdentity {
+            dev: u64::from_le_bytes(word(1)?),
+            ino: u64::from_le_bytes(word(2)?),
+            size: u64::from_le_bytes(word(3)?),
+            mtime_ns: i64::from_le_bytes(word(4)?),
+            ctime_ns: i64::from_le_bytes(word(5)?),
         };
-        let digest = Digest::from_raw(take(32)?.try_into().ok()?);
-        entries.insert(path, (stamp, digest));
+        let digest = Digest::from_raw(record[48..].try_into().ok()?);
+        entries.insert(u64::from_le_bytes(word(0)?), (id, digest));
     }
     Some(entries)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
     use super::*;
 
     #[test]
@@ -159,21 +150,21 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let file = t.path().join("f");
         std::fs::write(&file, b"one").unwrap();
-        let meta = std::fs::metadata(&file).unwrap();
+        let meta = FileIdentity::of(&std::fs::metadata(&file).unwrap());
         let mut cache = StatCache::load(t.path(), Path::new("/ctx")).unwrap();
         // Just written: inside the racy window, so not remembered.
-        cache.insert(file.clone(), &meta, Digest::of_bytes(b"one"));
+        cache.insert(&file, &meta, Digest::of_bytes(b"one"));
         assert!(cache.is_empty());
         // Seen from later on, the same file is old enough.
         cache.loaded_at_ns += 10 * RACY_WINDOW_NS;
-        cache.insert(file.clone(), &meta, Digest::of_bytes(b"one"));
+        cache.insert(&file, &meta, Digest::of_bytes(b"one"));
         assert_eq!(cache.lookup(&file, &meta), Some(Digest::of_bytes(b"one")));
         cache.save().unwrap();
         let reloaded = StatCache::load(t.path(), Path::new("/ctx")).unwrap();
         assert_eq!(reloaded.lookup(&file, &meta), Some(Digest::of_bytes(b"one")));
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&file, b"two").unwrap();
-        let changed = std::fs::metadata(&file).unwrap();
+        let changed = FileIdentity::of(&std::fs::metadata(&file).unwrap());
         assert_eq!(reloaded.lookup(&file, &changed), None, "a changed file must not match");
         let other_scope = StatCache::load(t.path(), Path::new("/other")).unwrap();
         assert!(other_scope.is_empty());
@@ -183,14 +174,17 @@ mod tests {
     fn decode_rejects_garbage_and_round_trips() {
         assert!(decode(b"nope").is_none());
         let mut m = HashMap::new();
-        let s = Stamp { dev: 1, ino: 2, size: 3, mtime_ns: -4, ctime_ns: 5 };
-        m.insert(
-            PathBuf::from(std::ffi::OsStr::from_bytes(b"/a/\xff")),
-            (s, Digest::of_bytes(b"x")),
-        );
+        let s = FileIdentity { dev: 1, ino: 2, size: 3, mtime_ns: -4, ctime_ns: 5 };
+        let raw = Path::new(std::ffi::OsStr::from_bytes(b"/a/\xff"));
+        m.insert(path_key(raw), (s, Digest::of_bytes(b"x")));
+        m.insert(path_key(Path::new("/a/b")), (s, Digest::of_bytes(b"y")));
+        assert_ne!(path_key(raw), path_key(Path::new("/a/b")));
         assert_eq!(decode(&encode(&m)), Some(m));
         // A truncated file is discarded as a whole (and rebuilt by hashing).
-        let bytes = encode(&HashMap::from([(PathBuf::from("/b"), (s, Digest::of_bytes(b"y")))]));
+        let bytes =
+            encode(&HashMap::from([(path_key(Path::new("/b")), (s, Digest::of_bytes(b"y")))]));
         assert_eq!(decode(&bytes[..bytes.len() - 3]), None);
+        // The cache file of an older kiln is not one: rebuilt.
+        assert_eq!(decode(b"kilnsc01\0\0\0\0"), None);
     }
 }

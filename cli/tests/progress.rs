@@ -189,3 +189,34 @@ fn tty_shows_a_byte_bar_while_a_layer_is_compressed() {
     assert!(screen.contains("20.0MB DONE "), "{screen}");
     assert!(screen.trim_end().ends_with(|c: char| c.is_ascii_hexdigit()), "{screen}");
 }
+
+#[test]
+fn hashing_a_big_context_reports_byte_progress() {
+    let env = Env::new();
+    let ctx = env.path("hash");
+    write_files(&ctx, &[("Dockerfile", "FROM scratch\nCOPY . /c/\n"), ("small", "x\n")]);
+    std::fs::write(ctx.join("big-1"), vec![b'a'; 6_000_000]).unwrap();
+    std::fs::write(ctx.join("big-2"), vec![b'b'; 6_000_000]).unwrap();
+    let out = env.kiln(&["build", "--progress", "json", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hashing: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|o| o["type"] == "progress" && o["task"] == "hash")
+        .collect();
+    assert!(hashing.len() >= 2, "{}", stderr(&out));
+    // Every file with content is read: 12,000,002 bytes (the Dockerfile too).
+    let total = 12_000_002 + "FROM scratch\nCOPY . /c/\n".len() as u64;
+    for o in &hashing {
+        assert_eq!((o["id"].as_str(), o["total"].as_u64()), (Some("context"), Some(total)), "{o}");
+    }
+    assert_eq!(hashing[0]["state"], "running");
+    assert_eq!(hashing[0]["current"], 0);
+    let done = hashing.last().unwrap();
+    assert_eq!((done["state"].as_str(), done["current"].as_u64()), (Some("done"), Some(total)));
+    // A small context says nothing about hashing.
+    let ctx = env.path("small");
+    write_files(&ctx, &[("Dockerfile", "FROM scratch\nCOPY . /c/\n"), ("a", "a\n")]);
+    let out = env.kiln(&["build", "--progress", "json", ctx.to_str().unwrap()]);
+    assert!(!stderr(&out).contains(r#""task":"hash""#), "{}", stderr(&out));
+}

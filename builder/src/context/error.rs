@@ -113,6 +113,17 @@ pub enum ContextError {
         /// `a named pipe`, `a socket`, `a character device` or `a block device`.
         kind: &'static str,
     },
+    /// A file that is no longer the one listed (replaced, rewritten or touched) while its
+    /// content was read for a cache key: the key would not name what is copied.
+    #[error(
+        "{} changed while building: it was replaced or modified while kiln read it; run the \
+         build again",
+        path.display()
+    )]
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file name (or symlink target) that is not UTF-8, which kiln does not handle yet.
     #[error("{}: the name is not valid UTF-8, which kiln does not support yet", path.display())]
     NotUtf8 {

@@ -14,6 +14,7 @@ use super::ignore::{IgnoreError, IgnoreRules};
 #[derive(Debug, Clone)]
 pub struct Excludes {
     rules: IgnoreRules,
+    patterns: Vec<String>,
 }
 
 impl Excludes {
@@ -23,7 +24,12 @@ impl Excludes {
             return Ok(None);
         }
         let rules = IgnoreRules::parse(&patterns.join("\n"))?;
-        Ok(Some(Excludes { rules }))
+        Ok(Some(Excludes { rules, patterns: patterns.to_vec() }))
+    }
+
+    /// The patterns as given.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
     }
 
     /// Whether the match `rel_path` (relative to the context or source root, as found) of the

@@ -10,7 +10,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 /// The bytes of `path` when its directory lies inside `root` (`root` canonical; the file is
 /// resolved within it); `Ok(None)` when it does not (the caller reads it as the user named it).
-pub(crate) fn read_in_root(root: &Path, path: &Path) -> io::Result<Option<Vec<u8>>> {
+pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Option<Vec<u8>>> {
     // The directory it is in, symlinks resolved (as the user named it), then the name.
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Ok(None) };
     let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };

@@ -31,8 +31,10 @@ use std::path::{Path, PathBuf};
 pub use error::{ContextError, Exclusion};
 pub use glob::{PatternError, has_wildcard, match_segment};
 pub use ignore::{IgnoreError, IgnoreRules};
+pub use inroot::read_in_root;
 pub use scratch::Scratch;
 pub use spec::{ContextSource, NamedSource, PreparedContext};
+pub use walk::Found;
 
 /// A build context directory with its ignore rules.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //! all. Directories are listed in parallel (rayon) once a tree is wide enough for it to pay.
 
 use std::ffi::OsString;
-use std::fs::{self, DirEntry, FileType};
+use std::fs::{self, DirEntry, FileType, Metadata};
 use std::io::{self, ErrorKind};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -45,10 +45,6 @@ pub(super) fn list_dir(dir: &Path) -> io::Result<Vec<Child>> {
     Ok(children)
 }
 
-/// What one directory contributes to a walk: its kept entries in order, each followed by the
-/// entries beneath it when it is a directory.
-type Listing = Vec<WalkEntry>;
-
 impl BuildContext {
     /// Every entry beneath a directory source that is not excluded, in the order of a
     /// depth-first walk that visits each directory's entries sorted by the bytes of their
@@ -57,21 +53,63 @@ impl BuildContext {
     /// when something beneath it is re-included by an exception, and then with only that.
     /// For a source that is not a directory, the list is empty.
     pub fn walk(&self, entry: &ContextEntry) -> Result<Vec<WalkEntry>, ContextError> {
+        self.walk_with(entry, &|found: Found<'_>| {
+            Ok(Some(WalkEntry {
+                file_type: found.metadata.file_type(),
+                abs_path: found.abs_path.to_path_buf(),
+                rel_to_source: found.rel_to_source,
+                metadata: found.metadata,
+            }))
+        })
+    }
+
+    /// The walk of [`BuildContext::walk`], keeping for each entry only what `make` makes of it
+    /// (`None`: nothing): a caller that needs little per entry (a huge context) holds one
+    /// listing of its own records, nothing else. `make` runs in parallel for wide trees; the
+    /// records come back in walk order.
+    pub fn walk_with<T, F>(&self, entry: &ContextEntry, make: &F) -> Result<Vec<T>, ContextError>
+    where
+        T: Send,
+        F: Fn(Found<'_>) -> Result<Option<T>, ContextError> + Sync,
+    {
+        let mut out = Vec::new();
+        self.walk_into(entry, make, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`BuildContext::walk_with`], appending the records to `out` (which then need not be
+    /// copied into another list).
+    pub fn walk_into<T, F>(
+        &self,
+        entry: &ContextEntry,
+        make: &F,
+        out: &mut Vec<T>,
+    ) -> Result<(), ContextError>
+    where
+        T: Send,
+        F: Fn(Found<'_>) -> Result<Option<T>, ContextError> + Sync,
+    {
         if !entry.is_dir {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let rel = internal(&entry.resolved_rel_path);
         let state = self.rules.state_of(rel);
-        self.walk_dir(&entry.abs_path, rel, "", &state)
+        self.walk_dir(&entry.abs_path, rel, "", &state, make, out)
     }
 
-    fn walk_dir(
+    fn walk_dir<T, F>(
         &self,
         dir: &Path,
         ctx_rel: &str,
         src_rel: &str,
         state: &MatchState,
-    ) -> Result<Listing, ContextError> {
+        make: &F,
+        out: &mut Vec<T>,
+    ) -> Result<(), ContextError>
+    where
+        T: Send,
+        F: Fn(Found<'_>) -> Result<Option<T>, ContextError> + Sync,
+    {
         let children = list_dir(dir).map_err(|source| io_error(dir, source))?;
         let mut kept = Vec::with_capacity(children.len());
         for child in children {
@@ -97,50 +135,67 @@ impl BuildContext {
                 kept.push(Kept { name, child_ctx, entry: child.entry, dir_state: None });
             }
         }
-        // Stat and descend; wide directories in parallel. Results keep the sorted order.
-        let parts: Vec<Result<Listing, ContextError>> = if kept.len() >= PARALLEL_MIN {
-            kept.into_par_iter().map(|k| self.visit(dir, src_rel, k)).collect()
+        // Stat (and make the records of) wide directories' entries in parallel, then descend
+        // in order, one directory at a time: only one directory's records are ever held
+        // apart from the listing, never a subtree's.
+        let stated: Vec<Result<Stated<T>, ContextError>> = if kept.len() >= PARALLEL_MIN {
+            kept.into_par_iter().map(|k| self.stat_one(dir, src_rel, k, make)).collect()
         } else {
-            kept.into_iter().map(|k| self.visit(dir, src_rel, k)).collect()
+            kept.into_iter().map(|k| self.stat_one(dir, src_rel, k, make)).collect()
         };
-        let mut out = Vec::new();
-        for part in parts {
-            out.extend(part?);
+        for one in stated {
+            let Stated { record, descend } = one?;
+            let at = out.len();
+            let had_own = record.is_some();
+            out.extend(record);
+            let Some((path, child_ctx, rel_to_source, state)) = descend else { continue };
+            match self.walk_dir(&path, &child_ctx, &rel_to_source, &state, make, out) {
+                Ok(()) => {}
+                // What vanished, or what an excluded directory keeps unreadable, is not there.
+                Err(ContextError::Io { source, .. })
+                    if source.kind() == ErrorKind::NotFound
+                        || (state.is_excluded()
+                            && source.kind() == ErrorKind::PermissionDenied) =>
+                {
+                    out.truncate(at + usize::from(had_own));
+                }
+                Err(e) => return Err(e),
+            }
+            // An excluded directory is listed only for what an exception keeps beneath it.
+            if state.is_excluded() && out.len() == at + usize::from(had_own) {
+                out.truncate(at);
+            }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// One kept child: its own entry, then (for a directory) what is beneath it.
-    fn visit(&self, dir: &Path, src_rel: &str, kept: Kept) -> Result<Listing, ContextError> {
+    /// One kept child: its record, and for a directory what to walk next.
+    fn stat_one<T, F>(
+        &self,
+        dir: &Path,
+        src_rel: &str,
+        kept: Kept,
+        make: &F,
+    ) -> Result<Stated<T>, ContextError>
+    where
+        F: Fn(Found<'_>) -> Result<Option<T>, ContextError> + Sync,
+    {
         let abs_path = dir.join(&kept.name);
         let rel_to_source = join(src_rel, &kept.name);
         let metadata = match kept.entry.metadata() {
             Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(Stated { record: None, descend: None });
+            }
             Err(source) => return Err(io_error(&abs_path, source)),
         };
-        let file_type = metadata.file_type();
         let Some(state) = kept.dir_state else {
-            return Ok(vec![WalkEntry { rel_to_source, abs_path, file_type, metadata }]);
+            let record = make(Found { rel_to_source, abs_path: &abs_path, metadata })?;
+            return Ok(Stated { record, descend: None });
         };
-        let beneath = match self.walk_dir(&abs_path, &kept.child_ctx, &rel_to_source, &state) {
-            Ok(beneath) => beneath,
-            // What vanished, or what an excluded directory keeps unreadable, is not there.
-            Err(ContextError::Io { source, .. })
-                if source.kind() == ErrorKind::NotFound
-                    || (state.is_excluded() && source.kind() == ErrorKind::PermissionDenied) =>
-            {
-                Vec::new()
-            }
-            Err(e) => return Err(e),
-        };
-        if state.is_excluded() && beneath.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity(beneath.len() + 1);
-        out.push(WalkEntry { rel_to_source, abs_path: abs_path.clone(), file_type, metadata });
-        out.extend(beneath);
-        Ok(out)
+        let found = Found { rel_to_source: rel_to_source.clone(), abs_path: &abs_path, metadata };
+        let record = make(found)?;
+        Ok(Stated { record, descend: Some((abs_path, kept.child_ctx, rel_to_source, state)) })
     }
 
     /// Whether anything beneath the directory `ctx_rel` (state `state`) is visible: used for an
@@ -182,6 +237,23 @@ impl BuildContext {
         }
         Ok(false)
     }
+}
+
+/// One entry a walk found, for [`BuildContext::walk_with`].
+pub struct Found<'a> {
+    /// Path under the source directory, '/'-separated (`"sub/file"`).
+    pub rel_to_source: String,
+    /// Absolute path on the host.
+    pub abs_path: &'a Path,
+    /// Metadata of the entry itself (`lstat`).
+    pub metadata: Metadata,
+}
+
+/// A child stat'ed: its record, and for a directory (path, context path, path below the
+/// source, match state) to walk it.
+struct Stated<T> {
+    record: Option<T>,
+    descend: Option<(PathBuf, String, String, MatchState)>,
 }
 
 /// Directories with at least this many kept entries are processed in parallel.

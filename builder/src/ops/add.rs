@@ -113,7 +113,10 @@ fn unpack_local(s: Source, unpack: Option<bool>, scratch: &Scratch) -> Result<So
         return Ok(s);
     }
     let path = match s.items.first().map(|i| &i.kind) {
-        Some(ItemKind::File { source: FileSource::Path(p), .. }) => p.clone(),
+        Some(ItemKind::File { source, .. }) => match source.path() {
+            Some(p) => p.to_path_buf(),
+            None => return Ok(s),
+        },
         _ => return Ok(s),
     };
     if is_tar_archive(&path) { archive_source(&path, &s.written, scratch) } else { Ok(s) }

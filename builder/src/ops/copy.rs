@@ -13,7 +13,7 @@ use kiln_cache::digest::Digest;
 use kiln_cache::layer::{EntryKind, LayerEntry};
 use kiln_frontend::graph::CopyOp;
 
-use super::gather::{Gather, context_sources, view_sources};
+use super::gather::{self, Gather, UNSET_MTIME, context_sources, view_sources};
 use super::place::{Placement, Source, place};
 use crate::context::BuildContext;
 use crate::context::exclude::Excludes;
@@ -186,6 +186,11 @@ pub(crate) fn inline_sources(inline: &[(String, String)], now: i64) -> Vec<Sourc
 /// The digest of what `sources` select in the context of `hasher` with `--parents` and
 /// `--exclude` as given: paths as they will be copied, types, permission bits, file contents,
 /// link targets and which files are hard links of each other (not mtimes or owners).
+///
+/// Every file is read for its digest only if it is still the file the walk listed, and what
+/// was read is remembered on this thread: the [`plan_copy`] (or `ADD`) of the same sources
+/// that follows on it copies that very listing, each file checked by the layer writer against
+/// the identity it had when hashed, so a layer never holds other content than its key names.
 pub fn context_digest(
     hasher: &ContextHasher<'_>,
     sources: &[String],
@@ -193,19 +198,32 @@ pub fn context_digest(
     exclude: &[String],
 ) -> Result<Digest, CopyError> {
     let excludes = Excludes::new(exclude)?;
-    let g = Gather { parents, excludes: excludes.as_ref(), now: 0 };
+    let g = Gather { parents, excludes: excludes.as_ref(), now: UNSET_MTIME };
+    gather::forget();
     let mut gathered = Vec::new();
     for (i, pattern) in sources.iter().enumerate() {
-        for source in context_sources(hasher.context(), pattern, g)? {
+        for source in gather::context_sources(hasher.context(), pattern, g)? {
             gathered.push((i, source));
         }
     }
-    Ok(super::hash::digest_sources(hasher, &gathered)?)
+    let digest = super::hash::digest_sources(hasher, &gathered)?;
+    // Kept for planning this step on this thread: it copies exactly what was hashed.
+    let mut gathered = gathered.into_iter().peekable();
+    for (i, pattern) in sources.iter().enumerate() {
+        let mut mine = Vec::new();
+        while let Some((_, source)) = gathered.next_if(|(j, _)| *j == i) {
+            mine.push(source);
+        }
+        gather::remember(hasher.context(), pattern, g, mine);
+    }
+    Ok(digest)
 }
 
 /// Adds `dir` and its ancestors: existing ones with their current metadata, missing ones created.
+/// The entries' paths are their keys (their own `path` is left empty until
+/// [`Entries::into_vec`](super::place::Entries::into_vec)).
 pub(crate) fn add_directory_chain(
-    entries: &mut BTreeMap<String, LayerEntry>,
+    entries: &mut super::place::Entries,
     view: &LayeredView,
     dir: &str,
     created_owner: Owner,
@@ -216,13 +234,13 @@ pub(crate) fn add_directory_chain(
         path.push('/');
         path.push_str(component);
         let key = path[1..].to_string();
-        if entries.contains_key(&key) {
+        if entries.contains(&key) {
             continue;
         }
         let existing = view.lookup(&path).map_err(io_err(path.clone()))?;
         let entry = match existing {
             Some(e) if e.metadata.is_dir() => LayerEntry {
-                path: key.clone(),
+                path: String::new(),
                 kind: EntryKind::Dir,
                 mode: e.metadata.permissions().mode() & 0o7777,
                 uid: e.metadata.uid(),
@@ -234,7 +252,7 @@ pub(crate) fn add_directory_chain(
                 return Err(CopyError::NotADirectory { dest: dir.to_string(), existing: path });
             }
             None => LayerEntry {
-                path: key.clone(),
+                path: String::new(),
                 kind: EntryKind::Dir,
                 mode: 0o755,
                 uid: created_owner.uid,

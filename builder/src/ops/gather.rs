@@ -3,12 +3,15 @@
 //! [`LayeredView`]; with `--parents` (the path below the context, or below a `/./` pivot, is
 //! kept) and `--exclude`.
 
-use kiln_cache::layer::FileSource;
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use kiln_cache::layer::{FileIdentity, FileSource};
 
 use super::copy::{CopyError, io_err};
 use super::place::{Item, ItemKind, Source, base_name, join};
 use crate::context::exclude::Excludes;
-use crate::context::{BuildContext, has_wildcard, match_segment};
+use crate::context::{BuildContext, ContextError, Found, has_wildcard, match_segment};
 use crate::fsview::{LayeredView, ViewEntry};
 
 /// How sources are read.
@@ -60,7 +63,33 @@ fn filter(items: Vec<Item>, excludes: Option<&Excludes>, keep_first: bool) -> Ve
 }
 
 /// The sources `pattern` names in the build context `ctx`.
+///
+/// When this thread just hashed the same request for a cache key ([`remember`]), those very
+/// sources are returned (once): the files are then the ones whose contents went into the key,
+/// each carrying the identity it had when it was hashed ([`FileSource::Checked`]), which the
+/// layer writer checks again. Otherwise the context is read afresh.
 pub(crate) fn context_sources(
+    ctx: &BuildContext,
+    pattern: &str,
+    g: Gather<'_>,
+) -> Result<Vec<Source>, CopyError> {
+    if let Some(mut sources) = take_remembered(ctx, pattern, g) {
+        for item in sources.iter_mut().flat_map(|s| s.items.iter_mut()) {
+            if item.mtime == UNSET_MTIME {
+                item.mtime = g.now;
+            }
+        }
+        return Ok(sources);
+    }
+    read_context_sources(ctx, pattern, g)
+}
+
+/// The mtime given to directories `--parents` makes up while hashing (replaced by the
+/// planning time when the sources are [`remember`]ed and taken back).
+pub(crate) const UNSET_MTIME: i64 = i64::MIN;
+
+/// Reads what `pattern` names in the context.
+fn read_context_sources(
     ctx: &BuildContext,
     pattern: &str,
     g: Gather<'_>,
@@ -76,8 +105,9 @@ pub(crate) fn context_sources(
         let top = if entry.is_dir {
             ItemKind::Dir
         } else {
-            let source = FileSource::Path(entry.abs_path.clone());
-            ItemKind::File { source, size: entry.metadata.len() }
+            let identity = FileIdentity::of(&entry.metadata);
+            let source = FileSource::checked(entry.abs_path.clone(), identity);
+            ItemKind::File { source, size: identity.size }
         };
         let kept = if g.parents { below(&base_parts, &entry.rel_path) } else { String::new() };
         let mut items = Vec::new();
@@ -93,37 +123,10 @@ pub(crate) fn context_sources(
                 });
             }
         }
-        let mut first = Item::from_meta(kept.clone(), top, &entry.metadata);
-        if !entry.is_dir {
-            first.meta = Some(entry.metadata.clone());
-        }
-        items.push(first);
+        items.push(Item::from_meta(kept.clone(), top, &entry.metadata));
         if entry.is_dir {
-            for w in ctx.walk(&entry)? {
-                let m = &w.metadata;
-                let kind = if m.is_dir() {
-                    ItemKind::Dir
-                } else if m.file_type().is_symlink() {
-                    let target = std::fs::read_link(&w.abs_path)
-                        .map_err(io_err(w.abs_path.display().to_string()))?;
-                    ItemKind::Symlink(target.to_string_lossy().into_owned())
-                } else if m.is_file() {
-                    ItemKind::File { source: FileSource::Path(w.abs_path.clone()), size: m.len() }
-                } else {
-                    // Sockets, FIFOs and devices in a context are not copied (as BuildKit).
-                    continue;
-                };
-                let rel = if kept.is_empty() {
-                    w.rel_to_source.clone()
-                } else {
-                    join(&kept, &w.rel_to_source)
-                };
-                let mut item = Item::from_meta(rel, kind, m);
-                if m.is_file() {
-                    item.meta = Some(m.clone());
-                }
-                items.push(item);
-            }
+            let make = |found: Found<'_>| walked_item(&kept, found);
+            ctx.walk_into(&entry, &make, &mut items)?;
         }
         let items = filter(items, g.excludes, !g.parents && entry.is_dir);
         if !items.iter().any(|i| i.rel == kept) {
@@ -139,6 +142,85 @@ pub(crate) fn context_sources(
         });
     }
     Ok(out)
+}
+
+/// The item of one entry beneath a directory source (`kept`: where that source's items are,
+/// below the target); `None` for what is not copied.
+fn walked_item(kept: &str, found: Found<'_>) -> Result<Option<Item>, ContextError> {
+    let m = &found.metadata;
+    let kind = if m.is_dir() {
+        ItemKind::Dir
+    } else if m.file_type().is_symlink() {
+        match std::fs::read_link(found.abs_path) {
+            Ok(target) => ItemKind::Symlink(target.to_string_lossy().into_owned()),
+            // Gone since it was listed: not there, like anything else that vanished.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(ContextError::Io { path: found.abs_path.to_path_buf(), source });
+            }
+        }
+    } else if m.is_file() {
+        let identity = FileIdentity::of(m);
+        let source = FileSource::checked(found.abs_path.to_path_buf(), identity);
+        ItemKind::File { source, size: identity.size }
+    } else {
+        // Sockets, FIFOs and devices in a context are not copied (as BuildKit).
+        return Ok(None);
+    };
+    let rel = if kept.is_empty() { found.rel_to_source } else { join(kept, &found.rel_to_source) };
+    Ok(Some(Item::from_meta(rel, kind, m)))
+}
+
+/// What a thread read from a context to compute a cache key, until it plans the step.
+struct Remembered {
+    root: PathBuf,
+    pattern: String,
+    parents: bool,
+    excludes: Vec<String>,
+    sources: Vec<Source>,
+}
+
+thread_local! {
+    /// The sources of the last context digest computed on this thread. A step's key and its
+    /// plan are computed one after the other on one thread (the stage's), so this links each
+    /// plan to the key it fills, even when stages read the same sources in parallel.
+    static REMEMBERED: RefCell<Vec<Remembered>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Forgets what this thread remembered (before a new context digest).
+pub(crate) fn forget() {
+    REMEMBERED.with(|r| r.borrow_mut().clear());
+}
+
+/// Remembers `sources`, read for `pattern` with `g` (whose `now` was [`UNSET_MTIME`]) and
+/// hashed for a cache key, for the [`context_sources`] call that plans the step.
+pub(crate) fn remember(ctx: &BuildContext, pattern: &str, g: Gather<'_>, sources: Vec<Source>) {
+    let entry = Remembered {
+        root: ctx.root().to_path_buf(),
+        pattern: pattern.to_string(),
+        parents: g.parents,
+        excludes: excludes_of(g),
+        sources,
+    };
+    REMEMBERED.with(|r| r.borrow_mut().push(entry));
+}
+
+fn take_remembered(ctx: &BuildContext, pattern: &str, g: Gather<'_>) -> Option<Vec<Source>> {
+    REMEMBERED.with(|r| {
+        let mut list = r.borrow_mut();
+        let excludes = excludes_of(g);
+        let at = list.iter().position(|m| {
+            m.root == ctx.root()
+                && m.pattern == pattern
+                && m.parents == g.parents
+                && m.excludes == excludes
+        })?;
+        Some(list.remove(at).sources)
+    })
+}
+
+fn excludes_of(g: Gather<'_>) -> Vec<String> {
+    g.excludes.map(|e| e.patterns().to_vec()).unwrap_or_default()
 }
 
 /// The sources `pattern` names in another stage's or an image's filesystem.

@@ -1,7 +1,5 @@
 //! `WORKDIR`: create the directory (and its parents) when it does not exist.
 
-use std::collections::BTreeMap;
-
 use kiln_cache::layer::LayerEntry;
 
 use crate::fsview::LayeredView;
@@ -24,7 +22,7 @@ pub fn plan_mkdir(
         }
         return Err(CopyError::NotADirectory { dest: path.to_string(), existing: resolved });
     }
-    let mut entries = BTreeMap::new();
+    let mut entries = crate::ops::place::Entries::default();
     add_directory_chain(&mut entries, view, &resolved, owner, now)?;
-    Ok(entries.into_values().collect())
+    Ok(entries.into_vec())
 }

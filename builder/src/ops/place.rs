@@ -31,8 +31,6 @@ pub(crate) struct Item {
     pub xattrs: BTreeMap<String, Vec<u8>>,
     /// `(device, inode)` of a regular file with several links, to keep them linked.
     pub inode: Option<(u64, u64)>,
-    /// The file's metadata, for content hashing through the stat cache (context files).
-    pub meta: Option<Metadata>,
 }
 
 /// The kind of an [`Item`].
@@ -67,7 +65,6 @@ impl Item {
             mtime: meta.mtime(),
             xattrs: BTreeMap::new(),
             inode,
-            meta: None,
         }
     }
 
@@ -82,7 +79,6 @@ impl Item {
             mtime,
             xattrs: BTreeMap::new(),
             inode: None,
-            meta: None,
         }
     }
 }
@@ -124,6 +120,58 @@ pub(crate) struct Placement<'a> {
     pub now: i64,
 }
 
+/// The entries of a layer being planned, by path; a later entry replaces an earlier one at
+/// the same path. One string per entry: the path is the index's key, and each entry's own
+/// `path` stays empty until [`Entries::into_vec`].
+#[derive(Default)]
+pub(crate) struct Entries {
+    index: BTreeMap<String, usize>,
+    slots: Vec<LayerEntry>,
+}
+
+impl Entries {
+    /// Whether an entry is at `path`.
+    pub fn contains(&self, path: &str) -> bool {
+        self.index.contains_key(path)
+    }
+
+    /// Puts `entry` at `path` (its own `path` field is ignored).
+    pub fn insert(&mut self, path: String, entry: LayerEntry) {
+        match self.index.get(&path) {
+            Some(&slot) => self.slots[slot] = entry,
+            None => {
+                self.index.insert(path, self.slots.len());
+                self.slots.push(entry);
+            }
+        }
+    }
+
+    /// The entry at `path`.
+    pub fn get(&self, path: &str) -> Option<&LayerEntry> {
+        self.index.get(path).map(|&slot| &self.slots[slot])
+    }
+
+    /// The entry at `path`, to change.
+    pub fn get_mut(&mut self, path: &str) -> Option<&mut LayerEntry> {
+        self.index.get(path).map(|&slot| &mut self.slots[slot])
+    }
+
+    /// Room for `more` entries.
+    pub fn reserve(&mut self, more: usize) {
+        self.slots.reserve(more);
+    }
+
+    /// The entries in path order (bytes), each given its path.
+    pub fn into_vec(self) -> Vec<LayerEntry> {
+        let mut slots = self.slots;
+        for (path, slot) in self.index {
+            slots[slot].path = path;
+        }
+        slots.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        slots
+    }
+}
+
 /// Hard-link groups being collected: layer path → group, and the members of each group.
 #[derive(Default)]
 struct Links {
@@ -161,7 +209,8 @@ pub(crate) fn place(sources: Vec<Source>, p: &Placement<'_>) -> Result<Vec<Layer
             dest: p.dest.to_string(),
         });
     }
-    let mut entries: BTreeMap<String, LayerEntry> = BTreeMap::new();
+    let mut entries = Entries::default();
+    entries.reserve(sources.iter().map(|s| s.items.len()).sum());
     let mut links = Links::default();
     let created_owner = p.owner.unwrap_or_default();
 
@@ -181,7 +230,14 @@ pub(crate) fn place(sources: Vec<Source>, p: &Placement<'_>) -> Result<Vec<Layer
         let target_parent = if source.contents { target.clone() } else { parent(&target) };
         add_directory_chain(&mut entries, view, &target_parent, created_owner, p.now)?;
         let mut source_links: Vec<(String, String)> = Vec::new();
-        for item in source.items {
+        // Taken from the back of a reversed list, which shrinks as entries grow: a huge
+        // source's items and its entries are not both held whole.
+        let mut items = source.items;
+        items.reverse();
+        while let Some(item) = items.pop() {
+            if items.capacity() > 4096 && items.len() < items.capacity() / 2 {
+                items.shrink_to_fit();
+            }
             if item.rel.is_empty() && source.contents {
                 // The target directory itself: created like a parent, or kept as it is.
                 continue;
@@ -230,9 +286,10 @@ pub(crate) fn place(sources: Vec<Source>, p: &Placement<'_>) -> Result<Vec<Layer
                 links.join(&key, group);
             }
             entries.insert(
-                key.clone(),
+                key,
                 LayerEntry {
-                    path: key,
+                    // Filled from the map's key at the end (one string per entry meanwhile).
+                    path: String::new(),
                     kind,
                     mode,
                     uid,
@@ -267,17 +324,14 @@ pub(crate) fn place(sources: Vec<Source>, p: &Placement<'_>) -> Result<Vec<Layer
         }
     }
     resolve_links(&mut entries, links)?;
-    Ok(entries.into_values().collect())
+    Ok(entries.into_vec())
 }
 
 /// Turns each group of paths that are one file into one entry holding the content (the
 /// first in layer order) and hard links to it.
-fn resolve_links(
-    entries: &mut BTreeMap<String, LayerEntry>,
-    links: Links,
-) -> Result<(), CopyError> {
+fn resolve_links(entries: &mut Entries, links: Links) -> Result<(), CopyError> {
     for mut members in links.members {
-        members.retain(|m| entries.contains_key(m));
+        members.retain(|m| entries.contains(m));
         if members.len() < 2 {
             continue;
         }
@@ -286,9 +340,7 @@ fn resolve_links(
         // The content: the member that is not a link.
         let Some(holder) = members
             .iter()
-            .find(|m| {
-                entries.get(*m).is_some_and(|e| !matches!(e.kind, EntryKind::Hardlink { .. }))
-            })
+            .find(|m| entries.get(m).is_some_and(|e| !matches!(e.kind, EntryKind::Hardlink { .. })))
             .cloned()
         else {
             continue;
@@ -307,13 +359,12 @@ fn resolve_links(
         }
     }
     // A link whose target was replaced by a later source has nothing left to point to.
-    if let Some(e) = entries
-        .values()
-        .find(|e| matches!(&e.kind, EntryKind::Hardlink { target } if target.is_empty()))
-    {
+    if let Some((path, _)) = entries.index.iter().find(|(_, slot)| {
+        matches!(&entries.slots[**slot].kind, EntryKind::Hardlink { target } if target.is_empty())
+    }) {
         return Err(CopyError::BadHardlink {
             source_path: String::new(),
-            link: e.path.clone(),
+            link: path.clone(),
             target: "a file replaced by a later source".into(),
         });
     }

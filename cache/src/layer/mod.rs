@@ -6,7 +6,9 @@
 //! writer turns them into OCI `.wh.<name>` / `.wh..wh..opq` files.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 
@@ -111,6 +113,90 @@ pub enum FileSource {
     Path(PathBuf),
     /// Held in memory.
     Bytes(Vec<u8>),
+    /// Streamed from a file on disk that must still be the file described by its identity
+    /// (as it was when its content was hashed for a cache key): the writer compares the
+    /// opened file with it before and after copying, and fails if it changed.
+    Checked(Box<CheckedFile>),
+}
+
+impl FileSource {
+    /// The file on disk the content is read from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            FileSource::Path(p) => Some(p),
+            FileSource::Checked(c) => Some(&c.path),
+            FileSource::Bytes(_) => None,
+        }
+    }
+
+    /// A [`FileSource::Checked`] of `path`, expected to be `identity`.
+    pub fn checked(path: PathBuf, identity: FileIdentity) -> FileSource {
+        FileSource::Checked(Box::new(CheckedFile { path, identity }))
+    }
+}
+
+/// A file on disk and what it must still be when it is copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedFile {
+    /// The file (opened without following a final symlink).
+    pub path: PathBuf,
+    /// What `stat` said when its content was read for the cache key.
+    pub identity: FileIdentity,
+}
+
+/// Which file, in which state: device, inode, size, and the modification and change times in
+/// nanoseconds. Equal identities mean the same content for all practical purposes (what git
+/// and the stat cache rely on); a file replaced (new inode), rewritten (size, mtime) or
+/// touched back (ctime) gets another identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_mtime` in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// `st_ctime` in nanoseconds since the epoch.
+    pub ctime_ns: i64,
+}
+
+impl FileIdentity {
+    /// The identity `meta` describes.
+    pub fn of(meta: &Metadata) -> FileIdentity {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether a file that was `self` when it was opened (with `links_before` links) still
+    /// holds the same bytes, judging by `after` (a later `fstat` of the same descriptor, with
+    /// `links_after` links): same size and modification time, and the same change time unless
+    /// the link count moved, which a rename over the file or its removal does to the old
+    /// inode without touching its content.
+    pub fn unchanged_since_open(
+        &self,
+        links_before: u64,
+        after: &FileIdentity,
+        links_after: u64,
+    ) -> bool {
+        self.dev == after.dev
+            && self.ino == after.ino
+            && self.size == after.size
+            && self.mtime_ns == after.mtime_ns
+            && (self.ctime_ns == after.ctime_ns || links_before != links_after)
+    }
+
+    /// The modification time in whole seconds (rounded down).
+    pub fn mtime_secs(&self) -> i64 {
+        self.mtime_ns.div_euclid(1_000_000_000)
+    }
 }
 
 /// How a layer is written.

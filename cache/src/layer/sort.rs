@@ -27,24 +27,27 @@ pub(crate) fn validate_path(path: &str) -> Result<()> {
 }
 
 /// Rank of an entry inside its parent directory: opaque marker, whiteouts, then the rest.
-fn sort_key(e: &LayerEntry) -> Vec<(u8, &str)> {
-    let comps = e.path.split('/');
-    match e.kind {
-        EntryKind::OpaqueDir => comps.map(|c| (2, c)).chain([(0, "")]).collect(),
-        EntryKind::Whiteout => {
-            let mut key: Vec<(u8, &str)> = comps.map(|c| (2, c)).collect();
-            if let Some(last) = key.last_mut() {
-                last.0 = 1;
-            }
-            key
-        }
-        _ => comps.map(|c| (2, c)).collect(),
-    }
+/// The key is the path's components, each with its rank; computed on the fly (nothing
+/// allocated per entry, which matters for layers of a million files).
+fn sort_key(e: &LayerEntry) -> impl Iterator<Item = (u8, &str)> {
+    let count = e.path.split('/').count();
+    let last_rank = if matches!(e.kind, EntryKind::Whiteout) { 1 } else { 2 };
+    let marker = matches!(e.kind, EntryKind::OpaqueDir).then_some((0, ""));
+    e.path
+        .split('/')
+        .enumerate()
+        .map(move |(i, c)| (if i + 1 == count { last_rank } else { 2 }, c))
+        .chain(marker)
+}
+
+/// The canonical order of two entries.
+fn canonical(a: &LayerEntry, b: &LayerEntry) -> std::cmp::Ordering {
+    sort_key(a).cmp(sort_key(b))
 }
 
 /// Sorts `entries` into canonical order in place (no validation).
 pub(crate) fn sort_entries(entries: &mut [LayerEntry]) {
-    entries.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    entries.sort_by(canonical);
 }
 
 /// Validates `entries` and returns them in canonical order.
@@ -65,13 +68,13 @@ pub(crate) fn sorted_entries(entries: &[LayerEntry]) -> Result<Vec<&LayerEntry>>
                 "names starting with \".wh.\" are reserved for whiteouts in OCI layers",
             ));
         }
-        keyed.push((sort_key(e), e));
+        keyed.push(e);
     }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.sort_by(|a, b| canonical(a, b));
 
     // Position of each path in the order, for duplicate and hardlink checks.
     let mut seen: HashMap<&str, &LayerEntry> = HashMap::with_capacity(keyed.len());
-    for (_, e) in &keyed {
+    for e in &keyed {
         if let Some(prev) = seen.get(e.path.as_str()) {
             let pair_ok = matches!(
                 (&prev.kind, &e.kind),
@@ -107,7 +110,7 @@ pub(crate) fn sorted_entries(entries: &[LayerEntry]) -> Result<Vec<&LayerEntry>>
         }
         seen.insert(&e.path, e);
     }
-    Ok(keyed.into_iter().map(|(_, e)| e).collect())
+    Ok(keyed)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::blob::BlobStore;
@@ -13,7 +13,8 @@ use super::compression::Encoder;
 use super::sort::sorted_entries;
 use super::tar_header::{BLOCK, TarHeader, typeflag};
 use super::{
-    EntryKind, FileSource, LayerEntry, LayerInfo, LayerOptions, OPAQUE_MARKER, WHITEOUT_PREFIX,
+    EntryKind, FileIdentity, FileSource, LayerEntry, LayerInfo, LayerOptions, OPAQUE_MARKER,
+    WHITEOUT_PREFIX,
 };
 
 /// Writes `entries` as one layer blob into `blobs` and returns its digests.
@@ -120,7 +121,10 @@ fn write_entry(
                 }
                 out.write_all(data).map_err(stream_err)?;
             }
-            FileSource::Path(path) => copy_exact(out, path, *size, &e.path, buf)?,
+            FileSource::Path(path) => copy_exact(out, path, *size, &e.path, buf, None)?,
+            FileSource::Checked(c) => {
+                copy_exact(out, &c.path, *size, &e.path, buf, Some(&c.identity))?;
+            }
         }
         let pad = (size.next_multiple_of(BLOCK as u64) - size) as usize;
         out.write_all(&[0u8; BLOCK][..pad]).map_err(stream_err)?;
@@ -129,17 +133,22 @@ fn write_entry(
 }
 
 /// Streams exactly `size` bytes of the file at `path`; a file of another size is an error
-/// (it changed since it was listed), since the tar header already promised `size`.
+/// (it changed since it was listed), since the tar header already promised `size`. With
+/// `expect`, the open file must have that identity before and after its bytes are copied:
+/// otherwise it was replaced or rewritten since it was hashed, and the layer would not hold
+/// what its cache key names.
 fn copy_exact(
     out: &mut impl Write,
     path: &Path,
     size: u64,
     entry: &str,
     buf: &mut [u8],
+    expect: Option<&FileIdentity>,
 ) -> Result<()> {
+    // Non-blocking: a named pipe swapped in for the file must not wait for a writer.
     let mut f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .ctx("open", path)?;
     let meta = f.metadata().ctx("stat", path)?;
@@ -148,6 +157,11 @@ fn copy_exact(
             entry,
             format!("source {} is not a regular file", path.display()),
         ));
+    }
+    if let Some(want) = expect
+        && FileIdentity::of(&meta) != *want
+    {
+        return Err(changed(entry, path, "before it was copied"));
     }
     let mut left = size;
     while left > 0 {
@@ -179,7 +193,25 @@ fn copy_exact(
             ),
         ));
     }
+    if let Some(want) = expect {
+        let after = f.metadata().ctx("stat", path)?;
+        if !want.unchanged_since_open(meta.nlink(), &FileIdentity::of(&after), after.nlink()) {
+            return Err(changed(entry, path, "while it was copied"));
+        }
+    }
     Ok(())
+}
+
+/// The error for a file that is not what was hashed for the cache key.
+fn changed(entry: &str, path: &Path, when: &str) -> Error {
+    Error::entry(
+        entry,
+        format!(
+            "{} changed while building: it is not the file that was hashed for the cache key \
+             (replaced or modified {when}); nothing was cached, run the build again",
+            path.display()
+        ),
+    )
 }
 
 fn read_one_more(f: &mut File) -> io::Result<bool> {
