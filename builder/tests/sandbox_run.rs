@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kiln_builder::sandbox::{
     self, CancelToken, DOCKER_DEFAULT_CAPS, ExitStatus, Isolation, MountKind, NetworkMode,
-    RootfsDriver, SandboxError, SandboxMount, UserNamespace,
+    RootfsDriver, SandboxError, SandboxMount, SecretBytes, UserNamespace,
 };
 use sandbox_support::*;
 
@@ -59,6 +59,8 @@ fn main() {
             device_nodes_made_by_a_run_cannot_be_opened,
         ),
         ("bind_tmpfs_mounts_and_their_stubs", bind_tmpfs_mounts_and_their_stubs),
+        ("filtered_views_hide_entries", filtered_views_hide_entries),
+        ("secret_files_never_reach_the_disk", secret_files_never_reach_the_disk),
         ("cancel_kills_everything_and_cleans_up", cancel_kills_everything_and_cleans_up),
         ("sigterm_to_kiln_cancels_the_run", sigterm_to_kiln_cancels_the_run),
         ("explicit_chroot_isolation", explicit_chroot_isolation),
@@ -473,6 +475,124 @@ fn bind_tmpfs_mounts_and_their_stubs() {
     assert_eq!(names(&ro), ["in"]);
     // Mount points made for the RUN are not part of its diff.
     assert_eq!(kinds(&diff(&spec)), Vec::<(String, String)>::new());
+}
+
+/// A filtered view shows the directory without the hidden entries (nested ones too, and a
+/// directory's other entries stay), read-only, with the directories' own modes and times;
+/// the host directory is untouched and nothing is left in the scratch directory.
+fn filtered_views_hide_entries() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(sandbox::filtered_views_supported(Isolation::Auto), "kernel overlayfs is usable");
+    let w = World::new();
+    let src = w.tmp.path().join("src");
+    for (path, content) in [
+        ("keep.txt", "kept\n"),
+        (".env", "TOKEN=1\n"),
+        ("git/objects/o", "object\n"),
+        ("sub/a.txt", "a\n"),
+        ("sub/b.log", "b\n"),
+        ("sub/deep/c.log", "c\n"),
+        ("sub/deep/d.txt", "d\n"),
+    ] {
+        fs::create_dir_all(src.join(path).parent().unwrap()).unwrap();
+        fs::write(src.join(path), content).unwrap();
+    }
+    fs::set_permissions(src.join("sub/deep"), fs::Permissions::from_mode(0o750)).unwrap();
+    let deep = fs::metadata(src.join("sub/deep")).unwrap();
+    let before = names(&src);
+    let mut spec =
+        w.sh("ls -A /v; ls -A /v/sub; ls -A /v/sub/deep; cat /v/keep.txt /v/sub/deep/d.txt; \
+         cat /v/.env 2>/dev/null || echo no-env; stat -c '%a %Y' /v/sub/deep; \
+         touch /v/new 2>/dev/null; echo touch=$?; rm /v/keep.txt 2>/dev/null; echo rm=$?");
+    let hidden = [".env", "git", "sub/b.log", "sub/deep/c.log"];
+    spec.mounts = vec![SandboxMount {
+        target: "/v".into(),
+        kind: MountKind::Filtered {
+            source: src.clone(),
+            hidden: hidden.iter().map(|h| h.to_string()).collect(),
+        },
+    }];
+    let expected = [
+        "keep.txt".to_string(),
+        "sub".into(),
+        "a.txt".into(),
+        "deep".into(),
+        "d.txt".into(),
+        "kept".into(),
+        "d".into(),
+        "no-env".into(),
+        format!("750 {}", deep.mtime()),
+        "touch=1".into(),
+        "rm=1".into(),
+    ];
+    assert_eq!(run_ok(&spec), expected);
+    assert_eq!(names(&src), before);
+    assert_eq!(fs::read_to_string(src.join("keep.txt")).unwrap(), "kept\n");
+    assert_eq!(kinds(&diff(&spec)), Vec::<(String, String)>::new());
+    assert_eq!(names(&w.scratch), ["upper"]);
+    // Device nodes in the directory cannot be opened through the view (`nodev`).
+    if real_root() {
+        w.reset_scratch();
+        let made = Command::new("mknod").arg(src.join("zero")).args(["c", "1", "5"]).status();
+        assert!(made.unwrap().success(), "mknod");
+        let mut spec = w.sh("head -c 1 /v/zero > /dev/null 2>&1; echo open=$?");
+        spec.mounts = vec![SandboxMount {
+            target: "/v".into(),
+            kind: MountKind::Filtered { source: src.clone(), hidden: vec![".env".into()] },
+        }];
+        assert_eq!(run_ok(&spec), ["open=1"]);
+        fs::remove_file(src.join("zero")).unwrap();
+    }
+    // A hidden path that is not plain is refused before anything runs.
+    w.reset_scratch();
+    let mut bad = w.sh("true");
+    bad.mounts = vec![SandboxMount {
+        target: "/v".into(),
+        kind: MountKind::Filtered { source: src, hidden: vec!["../etc".into()] },
+    }];
+    let err = run(&bad).0.unwrap_err().to_string();
+    assert!(err.contains("hidden path \"../etc\" is not a plain relative path"), "{err}");
+}
+
+/// A secret file is written by the sandbox on its own tmpfs: the RUN reads it with its mode
+/// and owner, read-only, and no file on disk ever holds the value.
+fn secret_files_never_reach_the_disk() {
+    let w = World::new();
+    let value = format!("kiln-secret-{}-{:?}", std::process::id(), Instant::now());
+    let mut spec = w.sh("cat /run/secrets/tok; echo; stat -c '%a %u:%g' /run/secrets/tok; \
+         echo x > /run/secrets/tok 2>/dev/null; echo write=$?; mount | grep -c /run/secrets/tok");
+    spec.mounts = vec![SandboxMount {
+        target: "/run/secrets/tok".into(),
+        kind: MountKind::Secret {
+            data: SecretBytes(value.clone().into_bytes()),
+            mode: 0o440,
+            uid: 0,
+            gid: 0,
+        },
+    }];
+    assert!(!format!("{spec:?}").contains(&value), "Debug never shows a secret");
+    assert_eq!(run_ok(&spec), [value.clone(), "440 0:0".into(), "write=1".into(), "1".into()]);
+    let mut stack = vec![w.tmp.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                files += 1;
+                let data = fs::read(&path).unwrap();
+                assert!(
+                    !data.windows(value.len()).any(|win| win == value.as_bytes()),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(files >= 3, "{files} files scanned");
+    assert_eq!(names(&w.scratch), ["upper"]);
 }
 
 /// Starts `script` in a thread and returns when its first output line `ready` arrived.

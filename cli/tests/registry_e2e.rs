@@ -174,7 +174,9 @@ fn transfers_and_compression_report_byte_progress() {
     // The push: the compressed layer and the config, each to its end.
     let push = progress_of(&stderr, "push");
     let of_layer: Vec<&Value> = push.iter().filter(|o| o["id"] == layer_digest).collect();
-    assert!(of_layer.len() >= 3, "{stderr}");
+    // (Byte reports in between depend on how the body is sent: not asserted.)
+    assert!(of_layer.len() >= 2, "{stderr}");
+    assert_eq!(of_layer[0]["state"], "running");
     let last = of_layer.last().unwrap();
     assert_eq!((last["state"].as_str(), last["current"].as_u64()), (Some("done"), layer_size));
     assert_eq!(last["total"].as_u64(), layer_size);

@@ -312,3 +312,121 @@ fn a_secret_mounted_inside_a_cache_mount_stays_out_of_the_cache() {
     scan_tree(&layout, &needles, &mut found);
     assert!(found.is_empty(), "the secret leaked:\n{}", found.join("\n"));
 }
+
+/// The pids of the kiln processes (not their sandbox helpers) using the kiln root `root`.
+fn kiln_pids(root: &Path) -> Vec<i32> {
+    let needle = root.as_os_str().as_bytes();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_kiln = args.first().is_some_and(|a| a.ends_with(b"/kiln"));
+        if is_kiln && args.contains(&needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Whether a process whose command line holds `marker` is alive.
+fn alive_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| c.split(|&b| b == 0).any(|a| a == marker.as_bytes()))
+            .unwrap_or(false)
+    })
+}
+
+/// kiln killed with SIGKILL while a RUN holds a secret: the secret was only ever on the
+/// sandbox's tmpfs, so no file under the kiln root holds it, though the RUN's scratch
+/// directory is left behind.
+fn a_killed_run_leaves_no_secret_on_disk(who: As) {
+    use std::io::BufRead;
+    let env = Env::for_user(who);
+    let secret = fresh_secret();
+    let secret_file = env.path("secret.txt");
+    std::fs::write(&secret_file, &secret).unwrap();
+    if who == As::Rootless {
+        run_ok(Command::new("chown").args(["kilntest:kilntest"]).arg(&secret_file));
+    }
+    let marker = format!("{}", 900_000 + std::process::id() % 90_000);
+    let ctx = busybox_context(
+        &env,
+        who,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM scratch\nCOPY rootfs/ /\n\
+                 RUN --mount=type=secret,id=tok --mount=type=secret,id=tok,target=/etc/tok,mode=0444 \
+                 cat /run/secrets/tok /etc/tok > /dev/null && echo the-run-has-its-secret-$((6*7)) && sleep {marker}\n"
+            ),
+        )],
+    );
+    let secret_arg = format!("id=tok,src={}", secret_file.display());
+    let c = ctx.display().to_string();
+    let mut child = env
+        .kiln_cmd_as(who, &["build", "--progress", "plain", "--secret", &secret_arg, &c])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on a thread to the end, so that kiln never writes to a closed pipe.
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    for line in rx.iter() {
+        let ready = line.contains("the-run-has-its-secret-42");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("the-run-has-its-secret-42")),
+        "the RUN never started:\n{}",
+        seen.join("\n")
+    );
+    let pids = kiln_pids(&env.root());
+    assert!(!pids.is_empty(), "no kiln process found");
+    for pid in pids {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let _ = child.wait();
+    reader.join().unwrap();
+    // The sandbox dies with kiln (parent-death signal); wait for it to be gone.
+    let start = std::time::Instant::now();
+    while alive_with(&marker) {
+        assert!(start.elapsed().as_secs() < 60, "the RUN outlived kiln");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let runs: Vec<String> = std::fs::read_dir(env.root().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("run-"))
+        .collect();
+    assert_eq!(runs.len(), 1, "the killed RUN's scratch directory is left behind: {seen:?}");
+    let needles = vec![
+        secret.clone(),
+        base64::engine::general_purpose::STANDARD.encode(&secret).into_bytes(),
+    ];
+    let mut found = Vec::new();
+    let files = scan_tree(&env.root(), &needles, &mut found);
+    assert!(files > 5, "{files} files scanned");
+    assert!(found.is_empty(), "the secret is on disk:\n{}", found.join("\n"));
+}
+
+#[test]
+fn a_killed_run_leaves_no_secret_on_disk_as_root() {
+    a_killed_run_leaves_no_secret_on_disk(As::Root);
+}
+
+#[test]
+fn a_killed_run_leaves_no_secret_on_disk_rootless() {
+    a_killed_run_leaves_no_secret_on_disk(As::Rootless);
+}

@@ -41,7 +41,7 @@ pub use probe::{Capabilities, IsolationChoice, choose_isolation, decide, probe};
 pub use rootless::{UserNamespace, enter_rootless_namespace_if_needed};
 pub use spec::{
     DEFAULT_PATH, ExitStatus, Isolation, MountKind, NetworkMode, RootfsDriver, RunOutcome,
-    SandboxMount, SandboxSpec, Stream, default_etc_hosts, host_resolv_conf,
+    SandboxMount, SandboxSpec, SecretBytes, Stream, default_etc_hosts, host_resolv_conf,
 };
 
 use client::Ended;
@@ -69,6 +69,16 @@ pub fn sandbox_entry_if_requested() {
 /// away.
 static NO_OVERLAY: OnceLock<String> = OnceLock::new();
 
+/// Whether [`MountKind::Filtered`] mounts can be made here: they need kernel overlayfs (and
+/// namespaces). When not, the caller gives the RUN a filtered copy instead.
+pub fn filtered_views_supported(isolation: Isolation) -> bool {
+    let Ok(choice) = choose_isolation(isolation) else { return false };
+    let Ok(caps) = probe() else { return false };
+    choice.isolation != Isolation::Chroot
+        && caps.kernel_overlay_error.is_none()
+        && NO_OVERLAY.get().is_none()
+}
+
 /// Runs `spec`'s command in a sandbox, passing each line of its output to `on_output`, and
 /// leaves its changes in [`SandboxSpec::upper_dir`] (overlay format). Returns how the command
 /// ended (a non-zero exit is not an error). With `cancel` set, the RUN's processes are killed
@@ -89,11 +99,15 @@ pub fn run(
         rootfs: spec.scratch_dir.join("rootfs"),
         stubs: spec.scratch_dir.join("stubs"),
         etc: spec.scratch_dir.join("etc"),
+        private: spec.scratch_dir.join("private"),
     };
     let _cleanup = Cleanup(&layout);
-    for dir in [&layout.upper, &layout.work, &layout.rootfs, &layout.stubs, &layout.etc] {
+    for dir in
+        [&layout.upper, &layout.work, &layout.rootfs, &layout.stubs, &layout.etc, &layout.private]
+    {
         fs::create_dir(dir).ctx("create directory", dir)?;
     }
+    set_mode(&layout.private, 0o700)?;
     set_mode(&layout.upper, 0o755)?;
     for ((_, name), content) in helper::ETC_FILES.iter().zip([
         &spec.etc_hosts,
@@ -190,6 +204,7 @@ fn wanted_stubs(spec: &SandboxSpec, chroot: bool) -> Result<Vec<(String, Stub)>>
     for m in &spec.mounts {
         let stub = match &m.kind {
             MountKind::Bind { source, .. } if !source.is_dir() => Stub::File(None),
+            MountKind::Secret { .. } => Stub::File(None),
             _ => Stub::Dir,
         };
         wanted.push((m.target.clone(), stub));
@@ -214,6 +229,17 @@ fn validate(spec: &SandboxSpec) -> Result<()> {
         {
             return bad(format!("mount source {} does not exist", source.display()));
         }
+        if let MountKind::Filtered { source, hidden } = &m.kind {
+            if !source.is_dir() {
+                return bad(format!(
+                    "filtered mount source {} is not a directory",
+                    source.display()
+                ));
+            }
+            if let Some(h) = hidden.iter().find(|h| !is_plain_relative(h)) {
+                return bad(format!("hidden path {h:?} is not a plain relative path"));
+            }
+        }
     }
     for dir in &spec.lower_dirs {
         if !dir.is_dir() {
@@ -237,6 +263,11 @@ fn validate(spec: &SandboxSpec) -> Result<()> {
     Ok(())
 }
 
+/// A '/'-separated relative path without empty, `.` or `..` segments.
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty() && path.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+}
+
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("chmod", path)
@@ -249,7 +280,7 @@ impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         let l = self.0;
         let fuse_log: PathBuf = l.work.with_file_name("fuse.log");
-        for dir in [&l.work, &l.rootfs, &l.stubs, &l.etc] {
+        for dir in [&l.work, &l.rootfs, &l.stubs, &l.etc, &l.private] {
             let _ = remove_tree(dir);
         }
         let _ = fs::remove_file(fuse_log);

@@ -31,6 +31,9 @@ pub(crate) struct Layout {
     pub stubs: PathBuf,
     /// Files bind-mounted over `/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`.
     pub etc: PathBuf,
+    /// An empty `0700` directory on which the helper mounts a tmpfs, in its own mount
+    /// namespace only, for secrets and the top layers of filtered views.
+    pub private: PathBuf,
 }
 
 /// What the helper is asked to do.

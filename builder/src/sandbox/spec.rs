@@ -124,6 +124,59 @@ pub enum MountKind {
         /// Size limit in bytes (`None`: the kernel's default, half of RAM).
         size: Option<u64>,
     },
+    /// A read-only view of the host directory `source` without the entries `hidden` (a build
+    /// context filtered by its ignore file). The sandbox mounts a read-only overlay whose top
+    /// layer, made on a tmpfs of the sandbox's own, whites out each hidden path: nothing is
+    /// copied, the context is never written, and the cost is one whiteout per hidden entry.
+    /// Needs kernel overlayfs ([`super::filtered_views_supported`]).
+    Filtered {
+        /// The host directory.
+        source: PathBuf,
+        /// Paths relative to `source` ('/'-separated) that the view does not show.
+        hidden: Vec<String>,
+    },
+    /// A read-only file the sandbox writes on a tmpfs of its own mount namespace (a secret):
+    /// its content never reaches a disk, and vanishes with the sandbox even when kiln is
+    /// killed.
+    Secret {
+        /// The content.
+        data: SecretBytes,
+        /// Permission bits.
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
+}
+
+/// Bytes that are never shown by `Debug` (secret values); sent to the sandbox helper as
+/// base64 through its standard input (a pipe).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for SecretBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(SecretBytes)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// One RUN step to execute.

@@ -5,8 +5,10 @@
 //! every mount's options, plus the content its bind mounts read. It never holds a secret's value
 //! (only its id), nor what a cache mount contains (as BuildKit).
 
+mod context_mount;
+
 use std::collections::VecDeque;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use crate::fsview::LayeredView;
 use crate::key;
 use crate::ops::copy::context_digest;
 use crate::sandbox::{
-    self, MountKind, NetworkMode, SandboxError, SandboxMount, SandboxSpec, Stream,
+    self, MountKind, NetworkMode, SandboxError, SandboxMount, SandboxSpec, SecretBytes, Stream,
 };
 use crate::users::{resolve_owner, supplementary_groups};
 
@@ -181,8 +183,11 @@ impl Solver<'_> {
         }
         let lower_dirs = self.snapshot_dirs(&state.layers)?;
         let view = LayeredView::new(lower_dirs.clone());
+        // 0700: while the step runs, the upper directory holds whatever it made (set-uid
+        // files included).
         let scratch = tempfile::Builder::new()
             .prefix("run-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(self.builder.root().join("tmp"))
             .map_err(|e| format!("creating a scratch directory: {e}"))?;
         let sandbox_dir = scratch.path().join("sandbox");
@@ -209,7 +214,7 @@ impl Solver<'_> {
         }
         for (n, file) in run.files.iter().enumerate() {
             let path = scratch.path().join(format!("file-{n}"));
-            write_file(&path, file.content.as_bytes(), file.mode, None)?;
+            write_file(&path, file.content.as_bytes(), file.mode)?;
             spec.mounts.push(SandboxMount {
                 target: file.path.clone(),
                 kind: MountKind::Bind { source: path, readonly: true },
@@ -278,8 +283,8 @@ impl Solver<'_> {
         };
         Ok(Some(match mount {
             RunMount::Bind { target, from, source, readonly } => {
-                let host = self.bind_source(from, source, dir, *readonly, done)?;
-                (bind(target, host, *readonly), CacheLock::None)
+                let kind = self.bind_source(from, source, dir, *readonly, done)?;
+                (SandboxMount { target: target.clone(), kind }, CacheLock::None)
             }
             RunMount::Cache { target, id, from, sharing, readonly, uid, gid, mode, .. } => {
                 if !matches!(from, MountSource::Scratch) {
@@ -313,11 +318,14 @@ impl Solver<'_> {
                     (None, Some(_)) => return Ok(None),
                     (None, None) => format!("/run/secrets/{id}"),
                 };
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
-                let path = dir.join("secret");
-                write_file(&path, &value, *mode, Some((*uid, *gid)))?;
-                (bind(&target, path, true), CacheLock::None)
+                // Written by the sandbox on a tmpfs of its own: never on disk.
+                let kind = MountKind::Secret {
+                    data: SecretBytes(value),
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                };
+                (SandboxMount { target, kind }, CacheLock::None)
             }
             RunMount::Ssh { id, target, required, .. } => {
                 let Some(socket) = self.options.ssh.get(id) else {
@@ -333,7 +341,9 @@ impl Solver<'_> {
         }))
     }
 
-    /// A host directory holding what a bind mount shows.
+    /// What a bind mount shows: a context's files as its ignore rules leave them
+    /// ([`context_mount::context_mount`]), or a host directory holding a stage's or image's
+    /// files. Writes to a read-write bind mount are thrown away: the RUN then gets a copy.
     fn bind_source(
         &self,
         from: &MountSource,
@@ -341,40 +351,44 @@ impl Solver<'_> {
         dir: &Path,
         readonly: bool,
         done: &[Option<Arc<StageResult>>],
-    ) -> Result<PathBuf, String> {
+    ) -> Result<MountKind, String> {
         let source = if source.is_empty() { "." } else { source };
+        let isolation = self.options.isolation;
         let host = match from {
-            MountSource::Context => context_path(self.context, source)?,
+            MountSource::Context => {
+                return context_mount::context_mount(
+                    self.context,
+                    source,
+                    dir,
+                    readonly,
+                    isolation,
+                );
+            }
             MountSource::Named(name) => {
                 let ctx = self
                     .sources
                     .named(name)
                     .ok_or_else(|| format!("no --build-context named {name:?}"))?;
-                context_path(ctx, source)?
+                return context_mount::context_mount(ctx, source, dir, readonly, isolation);
             }
             MountSource::Scratch => {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("creating {}: {e}", dir.display()))?;
-                return Ok(dir.to_path_buf());
+                dir.to_path_buf()
             }
             MountSource::Stage(i) => {
                 let result = done[*i].as_ref().ok_or("mounted stage has no result")?;
                 let view = LayeredView::new(self.snapshot_dirs(&result.layers)?);
-                return materialize(&view, source, dir);
+                materialize(&view, source, dir, readonly)?
             }
             MountSource::Image(img) => {
                 let loaded = self.resolver.loaded(&img.id).ok_or("image was not resolved")?;
                 self.import_layers(&loaded)?;
                 let view = LayeredView::new(self.snapshot_dirs(&image_state(&loaded)?.layers)?);
-                return materialize(&view, source, dir);
+                materialize(&view, source, dir, readonly)?
             }
         };
-        if readonly {
-            return Ok(host);
-        }
-        // Writes to a read-write bind mount are thrown away: give the RUN a copy.
-        copy_tree(&host, dir)?;
-        Ok(dir.to_path_buf())
+        Ok(MountKind::Bind { source: host, readonly })
     }
 
     /// The persistent directory of cache mount `id` (created with `uid:gid` and `mode`), locked
@@ -459,33 +473,19 @@ fn source_kind(from: &MountSource) -> String {
     }
 }
 
-/// The host path of `source` in a context, symlinks followed inside it.
-fn context_path(ctx: &crate::context::BuildContext, source: &str) -> Result<PathBuf, String> {
-    if source == "." || source == "/" {
-        return Ok(ctx.root().to_path_buf());
-    }
-    let mut entries = ctx.resolve_sources(source).map_err(|e| e.to_string())?;
-    match entries.len() {
-        1 => Ok(entries.remove(0).abs_path),
-        n => Err(format!("--mount source {source:?} names {n} paths; name one file or directory")),
-    }
-}
-
-/// Writes `data` to a new file with `mode` (and owner, when given).
-fn write_file(
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-    owner: Option<(u32, u32)>,
-) -> Result<(), String> {
-    std::fs::write(path, data).map_err(|e| format!("writing {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))
-            .map_err(|e| format!("chown {}: {e}", path.display()))?;
-    }
-    Ok(())
+/// Writes `data` to a new file created with `mode` (never more open than that).
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o777)
+        .open(path)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    file.write_all(data).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    // The umask may have taken bits away.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))
 }
 
 fn create_owned_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), String> {
@@ -496,9 +496,15 @@ fn create_owned_dir(dir: &Path, uid: u32, gid: u32, mode: u32) -> Result<(), Str
         .map_err(|e| format!("chmod {}: {e}", dir.display()))
 }
 
-/// Builds `dest` as a directory showing `source` of `view` (hard links to snapshot files, so
-/// nothing is copied; the mount is read-only, or the caller copied first).
-fn materialize(view: &LayeredView, source: &str, dest: &Path) -> Result<PathBuf, String> {
+/// Builds `dest` as a directory showing `source` of `view`: hard links to snapshot files for a
+/// read-only mount (nothing is copied), copies for a read-write one (a write through a hard
+/// link would change the snapshot).
+fn materialize(
+    view: &LayeredView,
+    source: &str,
+    dest: &Path,
+    readonly: bool,
+) -> Result<PathBuf, String> {
     let path = view
         .resolve(&format!("/{}", source.trim_start_matches('/')), true)
         .map_err(|e| e.to_string())?;
@@ -509,52 +515,40 @@ fn materialize(view: &LayeredView, source: &str, dest: &Path) -> Result<PathBuf,
     if !entry.metadata.is_dir() {
         std::fs::create_dir_all(dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
         let file = dest.join("file");
-        link_or_copy(&entry.host_path, &file)?;
+        link_or_copy(&entry.host_path, &file, readonly)?;
         return Ok(file);
     }
-    materialize_dir(view, &path, dest)?;
+    materialize_dir(view, &path, dest, readonly)?;
     Ok(dest.to_path_buf())
 }
 
-fn materialize_dir(view: &LayeredView, dir: &str, dest: &Path) -> Result<(), String> {
+fn materialize_dir(
+    view: &LayeredView,
+    dir: &str,
+    dest: &Path,
+    readonly: bool,
+) -> Result<(), String> {
     std::fs::create_dir_all(dest).map_err(|e| format!("creating {}: {e}", dest.display()))?;
     let listing = view.read_dir(dir).map_err(|e| e.to_string())?.unwrap_or_default();
     for (name, entry) in listing {
         let target = dest.join(&name);
         let meta = &entry.metadata;
         if meta.is_dir() {
-            materialize_dir(view, &format!("{}/{name}", dir.trim_end_matches('/')), &target)?;
+            let sub = format!("{}/{name}", dir.trim_end_matches('/'));
+            materialize_dir(view, &sub, &target, readonly)?;
         } else if meta.file_type().is_symlink() {
             let link = std::fs::read_link(&entry.host_path).map_err(|e| e.to_string())?;
             std::os::unix::fs::symlink(link, &target).map_err(|e| e.to_string())?;
         } else if meta.is_file() {
-            link_or_copy(&entry.host_path, &target)?;
+            link_or_copy(&entry.host_path, &target, readonly)?;
         }
     }
     Ok(())
 }
 
-fn link_or_copy(from: &Path, to: &Path) -> Result<(), String> {
-    if std::fs::hard_link(from, to).is_ok() {
+fn link_or_copy(from: &Path, to: &Path, link: bool) -> Result<(), String> {
+    if link && std::fs::hard_link(from, to).is_ok() {
         return Ok(());
     }
     std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("copying {}: {e}", from.display()))
-}
-
-/// Copies the tree at `from` (a file or a directory) to `to`, links kept as links.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
-    if meta.is_dir() {
-        std::fs::create_dir_all(to).map_err(|e| format!("creating {}: {e}", to.display()))?;
-        for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
-            let entry = entry.map_err(|e| e.to_string())?;
-            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
-        }
-        std::fs::set_permissions(to, meta.permissions()).map_err(|e| e.to_string())
-    } else if meta.file_type().is_symlink() {
-        let link = std::fs::read_link(from).map_err(|e| e.to_string())?;
-        std::os::unix::fs::symlink(link, to).map_err(|e| e.to_string())
-    } else {
-        std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("copying {}: {e}", from.display()))
-    }
 }

@@ -21,6 +21,7 @@ use super::sys;
 mod exec;
 mod mounts;
 mod net;
+mod private;
 
 pub(crate) use exec::kill_tree_signal;
 pub(crate) use mounts::mount_overlay;
@@ -178,8 +179,10 @@ fn setup_rootfs(req: &HelperRequest, running: &mut Running) -> Result<OwnedFd, S
         mounts::bind_file(&root, &layout.etc.join(file), target)
             .map_err(|e| format!("mounting {target}: {e}"))?;
     }
-    for m in &req.spec.mounts {
-        mounts::apply_mount(&root, m).map_err(|e| format!("mounting {}: {e}", m.target))?;
+    let mut private = private::Private::new(&layout.private);
+    for (n, m) in req.spec.mounts.iter().enumerate() {
+        mounts::apply_mount(&root, m, n, &mut private)
+            .map_err(|e| format!("mounting {}: {e}", m.target))?;
     }
     Ok(root)
 }

@@ -15,6 +15,7 @@ use rustix::mount::{
     fsconfig_set_string, fsmount, fsopen, move_mount,
 };
 
+use super::private::Private;
 use crate::sandbox::spec::{MountKind, SandboxMount};
 use crate::sandbox::sys::{self, cstr};
 
@@ -395,8 +396,14 @@ pub(crate) fn bind_file(root: &OwnedFd, source: &Path, target: &str) -> io::Resu
     sys::mount(Some(&sys::cpath(source)?), &fd_path(&at), None, libc::MS_BIND, None)
 }
 
-/// Applies one of the spec's mounts.
-pub(crate) fn apply_mount(root: &OwnedFd, m: &SandboxMount) -> io::Result<()> {
+/// Applies one of the spec's mounts (number `n` of the spec; secrets and filtered views are
+/// prepared in `private`).
+pub(crate) fn apply_mount(
+    root: &OwnedFd,
+    m: &SandboxMount,
+    n: usize,
+    private: &mut Private,
+) -> io::Result<()> {
     let at = match open_in_root(root, &m.target) {
         Ok(at) => at,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -404,7 +411,8 @@ pub(crate) fn apply_mount(root: &OwnedFd, m: &SandboxMount) -> io::Result<()> {
             // directory) now hides this one's parent: make it there, as BuildKit does.
             let dir = match &m.kind {
                 MountKind::Bind { source, .. } => source.is_dir(),
-                MountKind::Tmpfs { .. } => true,
+                MountKind::Tmpfs { .. } | MountKind::Filtered { .. } => true,
+                MountKind::Secret { .. } => false,
             };
             create_mount_point(root, &m.target, dir)?;
             open_in_root(root, &m.target)?
@@ -439,8 +447,66 @@ pub(crate) fn apply_mount(root: &OwnedFd, m: &SandboxMount) -> io::Result<()> {
                 Some(&cstr(opts.as_bytes())?),
             )?;
         }
+        MountKind::Filtered { source, hidden } => {
+            let layer = private.hiding_layer(n, source, hidden)?;
+            mount_readonly_overlay(&[layer, source.clone()], &at)?;
+        }
+        MountKind::Secret { data, mode, uid, gid } => {
+            let file = private.secret_file(n, &data.0, *mode, *uid, *gid)?;
+            sys::mount(Some(&sys::cpath(&file)?), &at_path, None, libc::MS_BIND, None)?;
+            let mounted = open_in_root(root, &m.target)?;
+            make_readonly_recursive(&mounted)?;
+        }
     }
     Ok(())
+}
+
+/// Mounts a read-only, `nodev` kernel overlay of `lowers` (top first, at least two) on the
+/// directory `at` (an `O_PATH` descriptor), with the rootfs's options: `userxattr`,
+/// `redirect_dir=nofollow`, `metacopy=off`. (`nodev`: a device node in a context, say from a
+/// tar context extracted as root, cannot be opened through the view.)
+fn mount_readonly_overlay(lowers: &[PathBuf], at: &OwnedFd) -> io::Result<()> {
+    let new_api = || -> io::Result<()> {
+        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        for lower in lowers {
+            fsconfig_set_string(&fs, "lowerdir+", lower.as_path())?;
+        }
+        fsconfig_set_flag(&fs, "userxattr")?;
+        fsconfig_set_string(&fs, "redirect_dir", "nofollow")?;
+        fsconfig_set_string(&fs, "metacopy", "off")?;
+        fsconfig_create(&fs)?;
+        let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV;
+        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+        move_mount(
+            &mnt,
+            "",
+            at,
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        )?;
+        Ok(())
+    };
+    match new_api() {
+        Ok(()) => Ok(()),
+        // `lowerdir+` came with Linux 6.8; older kernels take the option string.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
+            let escaped: Vec<Vec<u8>> = lowers.iter().map(|l| escape_overlay_path(l)).collect();
+            let mut data = b"lowerdir=".to_vec();
+            data.extend(escaped.join(&b':'));
+            data.extend(b",userxattr,redirect_dir=nofollow,metacopy=off");
+            if data.len() > MAX_MOUNT_DATA {
+                return Err(io::Error::other("the filtered view's paths are too long to mount"));
+            }
+            sys::mount(
+                Some(c"overlay"),
+                &fd_path(at),
+                Some(c"overlay"),
+                libc::MS_RDONLY | libc::MS_NODEV,
+                Some(&cstr(&data)?),
+            )
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates the mount point `target` (a directory, or an empty file) and its missing parents,
