@@ -350,12 +350,15 @@ fn read_dockerfile(
                 .context("reading the Dockerfile from stdin")?;
             Ok(DockerfileInput { name: "Dockerfile".to_string(), path: None, text })
         }
+        Some(name) if in_context && !name.starts_with('/') => {
+            let path = context.join(name);
+            let text = read_in_context(context, &path)?
+                .ok_or_else(|| usage(format!("cannot read Dockerfile {name}: not found")))?;
+            Ok(DockerfileInput { name: name.to_string(), path: Some(path), text })
+        }
+        // A file the user named: read as named, symlinks followed.
         Some(name) => {
-            let path = if in_context && !name.starts_with('/') {
-                context.join(name)
-            } else {
-                PathBuf::from(name)
-            };
+            let path = PathBuf::from(name);
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| usage(format!("cannot read Dockerfile {name}: {e}")))?;
             Ok(DockerfileInput { name: name.to_string(), path: Some(path), text })
@@ -363,9 +366,7 @@ fn read_dockerfile(
         None => {
             for name in ["Containerfile", "Dockerfile"] {
                 let path = context.join(name);
-                if path.is_file() {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
+                if let Some(text) = read_in_context(context, &path)? {
                     return Ok(DockerfileInput { name: name.to_string(), path: Some(path), text });
                 }
             }
@@ -375,4 +376,29 @@ fn read_dockerfile(
             )))
         }
     }
+}
+
+/// Reads the Dockerfile `path` of `context` with the context as its root directory (as
+/// BuildKit reads it): a symlink cannot lead out of the context. `None` when there is no such
+/// file; a symlink that leads out is an error that says so.
+fn read_in_context(context: &Path, path: &Path) -> Result<Option<String>> {
+    let root = std::fs::canonicalize(context)
+        .with_context(|| format!("resolving the build context {}", context.display()))?;
+    let shown = path.display();
+    let bytes = match kiln_builder::context::read_in_root(&root, path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Ok(target) = std::fs::read_link(path) {
+                bail!(usage(format!(
+                    "{shown} is a symlink to {}, which is not in the build context: the \
+                     Dockerfile is read inside the context (name the file with -f to read it)",
+                    target.display()
+                )));
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {shown}"))),
+    };
+    String::from_utf8(bytes).map(Some).map_err(|_| anyhow::anyhow!("{shown} is not UTF-8 text"))
 }
