@@ -137,7 +137,9 @@ impl Output {
         }
         let mut kind = None;
         let mut pairs = Vec::new();
-        for pair in spec.split(',') {
+        let fields = kiln_frontend::syntax::mount::split_fields(spec)
+            .map_err(|_| OutputSpecError::Malformed(spec.to_string()))?;
+        for pair in &fields {
             let (k, v) =
                 pair.split_once('=').ok_or_else(|| OutputSpecError::Malformed(spec.to_string()))?;
             let (k, v) = (k.trim(), v.trim());
@@ -296,6 +298,15 @@ mod tests {
             Output::Local { dest: "out".into() }
         );
         assert_eq!(Output::parse("out/dir").unwrap(), Output::Local { dest: "out/dir".into() });
+        // CSV quoting, as BuildKit reads these values: a field with a comma is quoted whole.
+        assert_eq!(
+            Output::parse("type=local,\"dest=a,b\"").unwrap(),
+            Output::Local { dest: "a,b".into() }
+        );
+        assert_eq!(
+            Output::parse("type=local,dest=\"a").unwrap_err(),
+            OutputSpecError::Malformed("type=local,dest=\"a".into())
+        );
         assert_eq!(Output::parse("-").unwrap(), Output::Tar { dest: Dest::Stdout });
         assert_eq!(Output::parse("type=tar,dest=-").unwrap(), Output::Tar { dest: Dest::Stdout });
         assert_eq!(

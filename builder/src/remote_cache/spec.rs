@@ -126,7 +126,8 @@ impl Pairs {
     ) -> Result<Pairs, CacheSpecError> {
         let malformed = || CacheSpecError::Malformed { flag, spec: spec.to_string(), dir_key };
         let mut pairs = Vec::new();
-        for part in spec.split(',') {
+        let fields = kiln_frontend::syntax::mount::split_fields(spec).map_err(|_| malformed())?;
+        for part in &fields {
             let (k, v) = part.split_once('=').ok_or_else(malformed)?;
             pairs.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
@@ -301,6 +302,10 @@ mod tests {
             (
                 "type=local,src=d,tag=v2",
                 Ok(CacheLocation::Local { dir: "d".into(), tag: "v2".into() }),
+            ),
+            (
+                "type=local,\"src=/ci/a,b\"",
+                Ok(CacheLocation::Local { dir: "/ci/a,b".into(), tag: "latest".into() }),
             ),
             (
                 "type=gha",

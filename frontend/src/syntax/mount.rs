@@ -121,6 +121,16 @@ struct Field {
     len: usize,
 }
 
+/// The fields of a comma-separated option list (`--mount`, `--output`, `--cache-to` values),
+/// read as Go's `encoding/csv` reads a record, as BuildKit and docker do: `"` quotes a field
+/// that holds commas (`dest="a,b"` is not; `"dest=a,b"` is), `""` inside quotes is a quote.
+/// The error says what is wrong with the quoting.
+pub fn split_fields(value: &str) -> Result<Vec<String>, String> {
+    split_csv(value)
+        .map(|fields| fields.into_iter().map(|f| f.text).collect())
+        .map_err(|e| e.message)
+}
+
 /// Splits one CSV record the way Go's `encoding/csv` reads it (comma separator, `"` quoting
 /// with `""` for a quote, no space trimming).
 fn split_csv(value: &str) -> Result<Vec<Field>, MountError> {
