@@ -19,13 +19,20 @@ pub fn read_in_root(root: &Path, path: &Path) -> io::Result<Option<Vec<u8>>> {
     let Ok(rel) = abs.strip_prefix(root) else { return Ok(None) };
     let dir =
         rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-    let fd = rustix::fs::openat2(
-        &dir,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?;
+    let mut tries = 0;
+    let fd = loop {
+        match rustix::fs::openat2(
+            &dir,
+            rel,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            // EAGAIN: a concurrent mount or rename raced the scoped lookup; try again.
+            Err(rustix::io::Errno::AGAIN) if tries < 32 => tries += 1,
+            other => break other?,
+        }
+    };
     let mut file = std::fs::File::from(fd);
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));

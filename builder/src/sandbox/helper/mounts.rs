@@ -28,13 +28,21 @@ pub(crate) fn make_all_private() -> io::Result<()> {
 pub(crate) fn open_in_root(root: &impl AsFd, path: &str) -> io::Result<OwnedFd> {
     let rel = path.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
-    Ok(rustix::fs::openat2(
-        root,
-        rel,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?)
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            root,
+            rel,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            // EAGAIN: a mount or rename anywhere on the system raced the scoped lookup (other
+            // sandboxes mount all the time); the kernel asks the caller to try again.
+            Err(rustix::io::Errno::AGAIN) if tries < 32 => tries += 1,
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// The magic `/proc/self/fd/N` path of `fd`, to mount on or from.
