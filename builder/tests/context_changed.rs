@@ -142,3 +142,68 @@ fn a_file_rewritten_in_place_after_hashing_is_an_error_when_copied() {
     };
     write_layer(&blobs, &[ok], &LayerOptions::default()).unwrap();
 }
+
+/// Writes at `dest` a tar archive (GNU tar) holding one file `name` with `content`.
+fn write_tar(dest: &Path, name: &str, content: &[u8]) {
+    let src = tempfile::tempdir().unwrap();
+    fs::write(src.path().join(name), content).unwrap();
+    let ok = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(dest)
+        .arg("-C")
+        .arg(src.path())
+        .arg(name)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "tar failed");
+}
+
+#[test]
+fn an_archive_replaced_after_hashing_is_not_extracted_under_the_old_key() {
+    use kiln_builder::context::Scratch;
+    use kiln_builder::ops::add::{AddInputs, Fetched, plan_add};
+    use kiln_frontend::graph::{AddOp, AddSource};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    write_tar(&root.join("a.tar"), "f", b"AAAA");
+    let ctx = BuildContext::open(&root, None).unwrap();
+    let kiln_root = tempfile::tempdir().unwrap();
+    let hasher = ContextHasher::new(&ctx, kiln_root.path()).unwrap();
+    let op = AddOp {
+        sources: vec![AddSource::Local { path: "a.tar".into() }],
+        inline: Vec::new(),
+        dest: "/out/".into(),
+        dest_is_dir: true,
+        chown: None,
+        chmod: None,
+        link: false,
+        exclude: Vec::new(),
+        unpack: None,
+    };
+    let plan = |scratch: &Scratch| {
+        let empty = LayeredView::default();
+        let inputs = AddInputs {
+            context: &ctx,
+            dest_view: &empty,
+            owner: None,
+            now: 0,
+            fetched: &[Fetched::Local],
+            scratch,
+        };
+        plan_add(&op, &inputs).map_err(|e| e.to_string())
+    };
+    let scratch = Scratch::new(&kiln_root.path().join("tmp"));
+    // Unchanged: extracted.
+    context_digest(&hasher, &["a.tar".to_string()], false, &[]).unwrap();
+    let entries = plan(&scratch).unwrap();
+    assert!(entries.iter().any(|e| e.path == "out/f"), "{entries:?}");
+    // Replaced after the key was computed: refused, not extracted.
+    context_digest(&hasher, &["a.tar".to_string()], false, &[]).unwrap();
+    let tmp = root.join("a.tmp");
+    write_tar(&tmp, "f", b"BBBB");
+    fs::rename(&tmp, root.join("a.tar")).unwrap();
+    let err = plan(&scratch).unwrap_err();
+    assert!(err.contains("a.tar changed while building"), "{err}");
+}

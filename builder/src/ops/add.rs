@@ -67,7 +67,7 @@ pub fn plan_add(op: &AddOp, inputs: &AddInputs<'_>) -> Result<Vec<LayerEntry>, C
             }
             (AddSource::Url { url, filename, .. }, Fetched::Url(d)) => {
                 if op.unpack == Some(true) && is_tar_archive(&d.path) {
-                    sources.push(archive_source(&d.path, url, inputs.scratch)?);
+                    sources.push(archive_source(&d.path, None, url, inputs.scratch)?);
                     continue;
                 }
                 let mut item = Item::new_dir(String::new(), d.last_modified.unwrap_or(inputs.now));
@@ -112,14 +112,21 @@ fn unpack_local(s: Source, unpack: Option<bool>, scratch: &Scratch) -> Result<So
     if s.contents || unpack == Some(false) {
         return Ok(s);
     }
-    let path = match s.items.first().map(|i| &i.kind) {
+    let (path, identity) = match s.items.first().map(|i| &i.kind) {
+        Some(ItemKind::File { source: FileSource::Checked(c), .. }) => {
+            (c.path.clone(), Some(c.identity))
+        }
         Some(ItemKind::File { source, .. }) => match source.path() {
-            Some(p) => p.to_path_buf(),
+            Some(p) => (p.to_path_buf(), None),
             None => return Ok(s),
         },
         _ => return Ok(s),
     };
-    if is_tar_archive(&path) { archive_source(&path, &s.written, scratch) } else { Ok(s) }
+    if is_tar_archive(&path) {
+        archive_source(&path, identity.as_ref(), &s.written, scratch)
+    } else {
+        Ok(s)
+    }
 }
 
 /// The tree of a git checkout (or its `subdir`) as a source landing inside the destination;

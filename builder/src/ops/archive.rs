@@ -10,12 +10,16 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-use kiln_cache::layer::{EntryKind, FileSource, HeaderKind, MEDIA_TYPE_TAR, read_layer};
+use std::os::unix::fs::MetadataExt;
+
+use kiln_cache::layer::{
+    EntryKind, FileIdentity, FileSource, HeaderKind, MEDIA_TYPE_TAR, read_layer,
+};
 
 use super::copy::CopyError;
 use super::place::{Item, ItemKind, Source};
-use crate::context::Scratch;
 use crate::context::compress::decompress;
+use crate::context::{ContextError, Scratch};
 
 /// Members up to this size may stay in memory.
 const IN_MEMORY: u64 = 64 * 1024;
@@ -27,21 +31,39 @@ const IN_MEMORY_TOTAL: u64 = 16 * 1024 * 1024;
 /// destination with the members' own owners.
 pub(crate) fn archive_source(
     path: &Path,
+    identity: Option<&FileIdentity>,
     written: &str,
     scratch: &Scratch,
 ) -> Result<Source, CopyError> {
-    archive_source_capped(path, written, scratch, IN_MEMORY_TOTAL)
+    let fail =
+        |e: io::Error| CopyError::Archive { what: written.to_string(), reason: e.to_string() };
+    let changed = || CopyError::from(ContextError::Changed { path: path.to_path_buf() });
+    let file = File::open(path).map_err(fail)?;
+    let before = file.metadata().map_err(fail)?;
+    // With `identity` (what was hashed for the key), it must be that file, before and after
+    // it is read.
+    if identity.is_some_and(|expect| FileIdentity::of(&before) != *expect) {
+        return Err(changed());
+    }
+    let check = file.try_clone().map_err(fail)?;
+    let source = archive_source_capped(file, written, scratch, IN_MEMORY_TOTAL)?;
+    if let Some(expect) = identity {
+        let after = check.metadata().map_err(fail)?;
+        if !expect.unchanged_since_open(before.nlink(), &FileIdentity::of(&after), after.nlink()) {
+            return Err(changed());
+        }
+    }
+    Ok(source)
 }
 
 /// [`archive_source`] keeping at most `memory_cap` bytes of contents in memory.
 fn archive_source_capped(
-    path: &Path,
+    file: File,
     written: &str,
     scratch: &Scratch,
     memory_cap: u64,
 ) -> Result<Source, CopyError> {
     let fail = |reason: String| CopyError::Archive { what: written.to_string(), reason };
-    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
     let (_, decoded) = decompress(file).map_err(|e| fail(e.to_string()))?;
     let mut items: Vec<Item> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -198,7 +220,9 @@ mod tests {
         let size = 60 * 1024;
         std::fs::write(&tar, tar_of(40, size)).unwrap();
         let scratch = Scratch::new(dir.path());
-        let source = archive_source_capped(&tar, "a.tar", &scratch, 1024 * 1024).unwrap();
+        let source =
+            archive_source_capped(File::open(&tar).unwrap(), "a.tar", &scratch, 1024 * 1024)
+                .unwrap();
         assert_eq!(source.items.len(), 40);
         let held: Vec<bool> = source
             .items
@@ -229,7 +253,7 @@ mod tests {
         let tar = dir.path().join("a.tar");
         std::fs::write(&tar, tar_of(3, 10)).unwrap();
         let scratch = Scratch::new(dir.path());
-        let source = archive_source(&tar, "a.tar", &scratch).unwrap();
+        let source = archive_source(&tar, None, "a.tar", &scratch).unwrap();
         assert!(
             source
                 .items
