@@ -37,7 +37,7 @@ use crate::events::{Event, EventSink};
 use crate::fsview::LayeredView;
 use crate::image::{History, rfc3339};
 use crate::key::{self, ContextHasher};
-use crate::ops::copy::{CopyFrom, CopyInputs, plan_copy};
+use crate::ops::copy::{CopyFrom, CopyInputs, Hashed, plan_copy};
 use crate::ops::mkdir::plan_mkdir;
 use crate::remote_cache::RemoteCache;
 use crate::resolver::{ImageLocation, LoadedImage, StoreResolver, layout_blob_path};
@@ -338,7 +338,9 @@ impl Solver<'_> {
                 StageError::Failed(self.error(step.span, &step.keyword, e))
             }
         };
-        let key = self.op_key(op, &state.key, done).map_err(fail)?;
+        // What the key read from the build context, for the plan to copy exactly that.
+        let hashed = Hashed::default();
+        let key = self.op_key(op, &state.key, done, &hashed).map_err(fail)?;
         let index = &self.builder.index;
         let blobs = self.builder.store().blobs();
         let lookup =
@@ -366,7 +368,7 @@ impl Solver<'_> {
                                 let r = self.execute_run(run, state, done, vertex).map_err(fail)?;
                                 (r.entries, Some(r.upper))
                             }
-                            _ => (self.plan(op, state, done).map_err(fail)?, None),
+                            _ => (self.plan(op, state, done, &hashed).map_err(fail)?, None),
                         };
                         let layer = self.write(&entries).map_err(fail)?;
                         // The RUN's upper directory already is that layer, unpacked: keep it as
@@ -404,11 +406,12 @@ impl Solver<'_> {
         op: &Op,
         parent: &Digest,
         done: &[Option<Arc<StageResult>>],
+        keep: &Hashed,
     ) -> Result<Digest, String> {
         match op {
             Op::Copy(copy) => {
                 let (from, input) = match &copy.from {
-                    CopySource::Context => ("context", copy_digest(self.hasher, copy)?),
+                    CopySource::Context => ("context", copy_digest(self.hasher, copy, keep)?),
                     CopySource::Stage(i) => {
                         let result = done[*i].as_ref().ok_or("source stage has no result")?;
                         ("stage", result.key.clone())
@@ -418,7 +421,7 @@ impl Solver<'_> {
                             self.resolver.loaded(&img.id).ok_or("image was not resolved")?;
                         ("image", key::image(&loaded.manifest_digest))
                     }
-                    CopySource::Named(name) => ("named", self.named_digest(name, copy)?),
+                    CopySource::Named(name) => ("named", self.named_digest(name, copy, keep)?),
                 };
                 let parent = key_parent(copy.link, copy.chown.as_deref(), parent);
                 Ok(key::step(&parent, copy_description(copy, from), &[input]))
@@ -426,7 +429,7 @@ impl Solver<'_> {
             Op::Mkdir(MkdirOp { path, owner }) => {
                 Ok(key::step(parent, json!({ "mkdir": path, "owner": owner }), &[]))
             }
-            Op::Add(add) => self.add_key(add, parent),
+            Op::Add(add) => self.add_key(add, parent, keep),
             Op::Run(run) => self.run_key(run, parent, done),
             other => Err(format!("{other:?} is not supported yet")),
         }
@@ -438,6 +441,7 @@ impl Solver<'_> {
         op: &Op,
         state: &StageResult,
         done: &[Option<Arc<StageResult>>],
+        hashed: &Hashed,
     ) -> Result<Vec<LayerEntry>, String> {
         let dest_view = self.view(&state.layers)?;
         match op {
@@ -469,7 +473,7 @@ impl Solver<'_> {
                 // --link: the layer is made on an empty filesystem.
                 let empty = LayeredView::default();
                 let dest_view = if copy.link { &empty } else { &dest_view };
-                let inputs = CopyInputs { from, dest_view, owner, now };
+                let inputs = CopyInputs { from, dest_view, owner, now, hashed: Some(hashed) };
                 plan_copy(copy, &inputs).map_err(|e| e.to_string())
             }
             Op::Mkdir(mkdir) => {
@@ -486,7 +490,7 @@ impl Solver<'_> {
                 plan_mkdir(&mkdir.path, &dest_view, owner, self.timestamp(None))
                     .map_err(|e| e.to_string())
             }
-            Op::Add(add) => self.plan_add(add, &dest_view),
+            Op::Add(add) => self.plan_add(add, &dest_view, hashed),
             other => Err(format!("{other:?} is not supported yet")),
         }
     }

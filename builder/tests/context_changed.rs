@@ -9,7 +9,7 @@ use std::path::Path;
 use kiln_builder::context::BuildContext;
 use kiln_builder::fsview::LayeredView;
 use kiln_builder::key::{ContextHasher, HashItem};
-use kiln_builder::ops::copy::{CopyFrom, CopyInputs, context_digest, plan_copy};
+use kiln_builder::ops::copy::{CopyFrom, CopyInputs, Hashed, context_digest, plan_copy};
 use kiln_cache::BlobStore;
 use kiln_cache::layer::{EntryKind, FileIdentity, FileSource, LayerOptions, write_layer};
 use kiln_frontend::graph::{CopyOp, CopySource};
@@ -54,14 +54,21 @@ fn a_file_replaced_after_hashing_is_not_copied_under_the_old_key() {
         let op = copy_op(source);
 
         // The key is computed from "AAAA"; then the file is replaced by one of the same size.
-        let digest = context_digest(&hasher, &op.sources, false, &[]).unwrap();
+        let hashed = Hashed::default();
+        let digest = context_digest(&hasher, &op.sources, false, &[], Some(&hashed)).unwrap();
         replace(&root.join("d/f"), "BBBB");
 
-        // Planned on the same thread: the very listing that was hashed, old identity included.
+        // Planned with what the key read: the very listing that was hashed, old identity
+        // included.
         let empty = LayeredView::default();
-        let inputs =
-            CopyInputs { from: CopyFrom::Context(&ctx), dest_view: &empty, owner: None, now: 0 };
-        let entries = plan_copy(&op, &inputs).unwrap();
+        let inputs = |hashed| CopyInputs {
+            from: CopyFrom::Context(&ctx),
+            dest_view: &empty,
+            owner: None,
+            now: 0,
+            hashed: Some(hashed),
+        };
+        let entries = plan_copy(&op, &inputs(&hashed)).unwrap();
         let file = entries.iter().find(|e| e.path == "out/f").expect("out/f planned");
         let EntryKind::File { source: FileSource::Checked(checked), size: 4 } = &file.kind else {
             panic!("{source}: not a checked file: {:?}", file.kind);
@@ -78,9 +85,10 @@ fn a_file_replaced_after_hashing_is_not_copied_under_the_old_key() {
         assert_eq!(blob_count(store.path()), before, "{source}: a blob was stored");
 
         // Hashed again, the new content gives another key, and is copied.
-        let again = context_digest(&hasher, &op.sources, false, &[]).unwrap();
+        let hashed = Hashed::default();
+        let again = context_digest(&hasher, &op.sources, false, &[], Some(&hashed)).unwrap();
         assert_ne!(again, digest, "{source}");
-        let entries = plan_copy(&op, &inputs).unwrap();
+        let entries = plan_copy(&op, &inputs(&hashed)).unwrap();
         write_layer(&blobs, &entries, &LayerOptions::default()).unwrap();
     }
 }
@@ -182,7 +190,7 @@ fn an_archive_replaced_after_hashing_is_not_extracted_under_the_old_key() {
         exclude: Vec::new(),
         unpack: None,
     };
-    let plan = |scratch: &Scratch| {
+    let plan = |scratch: &Scratch, hashed: &Hashed| {
         let empty = LayeredView::default();
         let inputs = AddInputs {
             context: &ctx,
@@ -191,19 +199,22 @@ fn an_archive_replaced_after_hashing_is_not_extracted_under_the_old_key() {
             now: 0,
             fetched: &[Fetched::Local],
             scratch,
+            hashed: Some(hashed),
         };
         plan_add(&op, &inputs).map_err(|e| e.to_string())
     };
     let scratch = Scratch::new(&kiln_root.path().join("tmp"));
     // Unchanged: extracted.
-    context_digest(&hasher, &["a.tar".to_string()], false, &[]).unwrap();
-    let entries = plan(&scratch).unwrap();
+    let hashed = Hashed::default();
+    context_digest(&hasher, &["a.tar".to_string()], false, &[], Some(&hashed)).unwrap();
+    let entries = plan(&scratch, &hashed).unwrap();
     assert!(entries.iter().any(|e| e.path == "out/f"), "{entries:?}");
     // Replaced after the key was computed: refused, not extracted.
-    context_digest(&hasher, &["a.tar".to_string()], false, &[]).unwrap();
+    let hashed = Hashed::default();
+    context_digest(&hasher, &["a.tar".to_string()], false, &[], Some(&hashed)).unwrap();
     let tmp = root.join("a.tmp");
     write_tar(&tmp, "f", b"BBBB");
     fs::rename(&tmp, root.join("a.tar")).unwrap();
-    let err = plan(&scratch).unwrap_err();
+    let err = plan(&scratch, &hashed).unwrap_err();
     assert!(err.contains("a.tar changed while building"), "{err}");
 }

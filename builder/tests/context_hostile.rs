@@ -166,7 +166,7 @@ fn memory_of_a_huge_context_by_phase() {
     let kiln_root = tempfile::tempdir().unwrap();
     let hasher = ContextHasher::new(&ctx, kiln_root.path()).unwrap();
     // What a `COPY . /` computes for its key (the listing stays, for planning the step).
-    kiln_builder::ops::copy::context_digest(&hasher, &[".".to_string()], false, &[]).unwrap();
+    kiln_builder::ops::copy::context_digest(&hasher, &[".".to_string()], false, &[], None).unwrap();
     let after_digest = peak_rss_kib();
     println!(
         "content digest (walk, hash, stat cache): peak RSS +{} KiB ({} bytes per entry)",

@@ -50,6 +50,9 @@ pub struct AddInputs<'a> {
     pub fetched: &'a [Fetched],
     /// Where large archive members are spooled.
     pub scratch: &'a Scratch,
+    /// What was read from the context for this step's key ([`local_digest`]): extracted or
+    /// copied instead of reading the context again.
+    pub hashed: Option<&'a super::copy::Hashed>,
 }
 
 /// Computes the layer entries of `op`.
@@ -61,7 +64,7 @@ pub fn plan_add(op: &AddOp, inputs: &AddInputs<'_>) -> Result<Vec<LayerEntry>, C
         let fetched = inputs.fetched.get(i).unwrap_or(&Fetched::Local);
         match (source, fetched) {
             (AddSource::Local { path }, _) => {
-                for s in context_sources(inputs.context, path, g)? {
+                for s in context_sources(inputs.context, path, g, inputs.hashed)? {
                     sources.push(unpack_local(s, op.unpack, inputs.scratch)?);
                 }
             }
@@ -140,7 +143,7 @@ fn git_source(
 ) -> Result<Source, CopyError> {
     let tree = BuildContext::with_rules(&checkout.dir, IgnoreRules::empty())?;
     let pattern = subdir.unwrap_or(".");
-    let mut found = context_sources(&tree, pattern, g)?;
+    let mut found = context_sources(&tree, pattern, g, None)?;
     let mut source = match found.pop() {
         Some(s) if found.is_empty() && s.contents => s,
         _ => {
@@ -160,10 +163,12 @@ fn git_source(
 }
 
 /// The digest of what the local sources of `op` select in `hasher`'s context (with
-/// `--exclude`), for the cache key.
+/// `--exclude`), for the cache key; with `keep`, what was read is kept for the plan
+/// (`AddInputs::hashed`).
 pub fn local_digest(
     hasher: &crate::key::ContextHasher<'_>,
     op: &AddOp,
+    keep: Option<&super::copy::Hashed>,
 ) -> Result<kiln_cache::digest::Digest, CopyError> {
     let paths: Vec<String> = op
         .sources
@@ -173,5 +178,5 @@ pub fn local_digest(
             _ => None,
         })
         .collect();
-    super::copy::context_digest(hasher, &paths, false, &op.exclude)
+    super::copy::context_digest(hasher, &paths, false, &op.exclude, keep)
 }

@@ -13,6 +13,7 @@ use kiln_cache::digest::Digest;
 use kiln_cache::layer::{EntryKind, LayerEntry};
 use kiln_frontend::graph::CopyOp;
 
+pub use super::gather::Hashed;
 use super::gather::{self, Gather, UNSET_MTIME, context_sources, view_sources};
 use super::place::{Placement, Source, place};
 use crate::context::BuildContext;
@@ -129,6 +130,9 @@ pub struct CopyInputs<'a> {
     pub owner: Option<Owner>,
     /// mtime for directories the copy creates and for heredoc files.
     pub now: i64,
+    /// What was read from the context for this step's key ([`context_digest`]): copied
+    /// instead of reading the context again.
+    pub hashed: Option<&'a Hashed>,
 }
 
 /// Computes the layer entries of `op`.
@@ -138,7 +142,9 @@ pub fn plan_copy(op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<Vec<LayerEntry>
     let mut sources = Vec::new();
     for pattern in &op.sources {
         match inputs.from {
-            CopyFrom::Context(ctx) => sources.extend(context_sources(ctx, pattern, g)?),
+            CopyFrom::Context(ctx) => {
+                sources.extend(context_sources(ctx, pattern, g, inputs.hashed)?)
+            }
             CopyFrom::View(view) => sources.extend(view_sources(view, pattern, g)?),
         }
     }
@@ -187,34 +193,35 @@ pub(crate) fn inline_sources(inline: &[(String, String)], now: i64) -> Vec<Sourc
 /// `--exclude` as given: paths as they will be copied, types, permission bits, file contents,
 /// link targets and which files are hard links of each other (not mtimes or owners).
 ///
-/// Every file is read for its digest only if it is still the file the walk listed, and what
-/// was read is remembered on this thread: the [`plan_copy`] (or `ADD`) of the same sources
-/// that follows on it copies that very listing, each file checked by the layer writer against
-/// the identity it had when hashed, so a layer never holds other content than its key names.
+/// Every file is read for its digest only if it is still the file the walk listed. With
+/// `keep`, what was read is kept there for the [`plan_copy`] (or `ADD`) of the step
+/// (`CopyInputs::hashed`): it copies that very listing, each file checked by the layer writer
+/// against the identity it had when hashed, so a layer never holds other content than its
+/// key names.
 pub fn context_digest(
     hasher: &ContextHasher<'_>,
     sources: &[String],
     parents: bool,
     exclude: &[String],
+    keep: Option<&Hashed>,
 ) -> Result<Digest, CopyError> {
     let excludes = Excludes::new(exclude)?;
     let g = Gather { parents, excludes: excludes.as_ref(), now: UNSET_MTIME };
-    gather::forget();
     let mut gathered = Vec::new();
     for (i, pattern) in sources.iter().enumerate() {
-        for source in gather::context_sources(hasher.context(), pattern, g)? {
+        for source in gather::read_context_sources(hasher.context(), pattern, g)? {
             gathered.push((i, source));
         }
     }
     let digest = super::hash::digest_sources(hasher, &gathered)?;
-    // Kept for planning this step on this thread: it copies exactly what was hashed.
+    let Some(keep) = keep else { return Ok(digest) };
     let mut gathered = gathered.into_iter().peekable();
     for (i, pattern) in sources.iter().enumerate() {
         let mut mine = Vec::new();
         while let Some((_, source)) = gathered.next_if(|(j, _)| *j == i) {
             mine.push(source);
         }
-        gather::remember(hasher.context(), pattern, g, mine);
+        keep.keep(hasher.context(), pattern, g, mine);
     }
     Ok(digest)
 }

@@ -3,8 +3,8 @@
 //! [`LayeredView`]; with `--parents` (the path below the context, or below a `/./` pivot, is
 //! kept) and `--exclude`.
 
-use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use kiln_cache::layer::{FileIdentity, FileSource};
 
@@ -64,16 +64,17 @@ fn filter(items: Vec<Item>, excludes: Option<&Excludes>, keep_first: bool) -> Ve
 
 /// The sources `pattern` names in the build context `ctx`.
 ///
-/// When this thread just hashed the same request for a cache key ([`remember`]), those very
-/// sources are returned (once): the files are then the ones whose contents went into the key,
-/// each carrying the identity it had when it was hashed ([`FileSource::Checked`]), which the
-/// layer writer checks again. Otherwise the context is read afresh.
+/// When `hashed` holds the same request, read for the step's cache key, those very sources
+/// are returned (once): the files are then the ones whose contents went into the key, each
+/// carrying the identity it had when it was hashed ([`FileSource::Checked`]), which the layer
+/// writer checks again. Otherwise the context is read afresh.
 pub(crate) fn context_sources(
     ctx: &BuildContext,
     pattern: &str,
     g: Gather<'_>,
+    hashed: Option<&Hashed>,
 ) -> Result<Vec<Source>, CopyError> {
-    if let Some(mut sources) = take_remembered(ctx, pattern, g) {
+    if let Some(mut sources) = hashed.and_then(|h| h.take(ctx, pattern, g)) {
         for item in sources.iter_mut().flat_map(|s| s.items.iter_mut()) {
             if item.mtime == UNSET_MTIME {
                 item.mtime = g.now;
@@ -85,11 +86,11 @@ pub(crate) fn context_sources(
 }
 
 /// The mtime given to directories `--parents` makes up while hashing (replaced by the
-/// planning time when the sources are [`remember`]ed and taken back).
+/// planning time when the sources kept in a [`Hashed`] are taken back).
 pub(crate) const UNSET_MTIME: i64 = i64::MIN;
 
 /// Reads what `pattern` names in the context.
-fn read_context_sources(
+pub(crate) fn read_context_sources(
     ctx: &BuildContext,
     pattern: &str,
     g: Gather<'_>,
@@ -171,7 +172,7 @@ fn walked_item(kept: &str, found: Found<'_>) -> Result<Option<Item>, ContextErro
     Ok(Some(Item::from_meta(rel, kind, m)))
 }
 
-/// What a thread read from a context to compute a cache key, until it plans the step.
+/// What was read from a context for one request (pattern, `--parents`, `--exclude`).
 struct Remembered {
     root: PathBuf,
     pattern: String,
@@ -180,34 +181,36 @@ struct Remembered {
     sources: Vec<Source>,
 }
 
-thread_local! {
-    /// The sources of the last context digest computed on this thread. A step's key and its
-    /// plan are computed one after the other on one thread (the stage's), so this links each
-    /// plan to the key it fills, even when stages read the same sources in parallel.
-    static REMEMBERED: RefCell<Vec<Remembered>> = const { RefCell::new(Vec::new()) };
+/// What a step read from the build context to compute its cache key, handed to the plan of
+/// that step (`CopyInputs::hashed`, `AddInputs::hashed`) so that it copies exactly what was
+/// hashed. Each request is taken once.
+#[derive(Default)]
+pub struct Hashed {
+    entries: Mutex<Vec<Remembered>>,
 }
 
-/// Forgets what this thread remembered (before a new context digest).
-pub(crate) fn forget() {
-    REMEMBERED.with(|r| r.borrow_mut().clear());
-}
+impl Hashed {
+    /// Keeps `sources`, read for `pattern` with `g` (whose `now` was [`UNSET_MTIME`]).
+    pub(crate) fn keep(
+        &self,
+        ctx: &BuildContext,
+        pattern: &str,
+        g: Gather<'_>,
+        sources: Vec<Source>,
+    ) {
+        let entry = Remembered {
+            root: ctx.root().to_path_buf(),
+            pattern: pattern.to_string(),
+            parents: g.parents,
+            excludes: excludes_of(g),
+            sources,
+        };
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+    }
 
-/// Remembers `sources`, read for `pattern` with `g` (whose `now` was [`UNSET_MTIME`]) and
-/// hashed for a cache key, for the [`context_sources`] call that plans the step.
-pub(crate) fn remember(ctx: &BuildContext, pattern: &str, g: Gather<'_>, sources: Vec<Source>) {
-    let entry = Remembered {
-        root: ctx.root().to_path_buf(),
-        pattern: pattern.to_string(),
-        parents: g.parents,
-        excludes: excludes_of(g),
-        sources,
-    };
-    REMEMBERED.with(|r| r.borrow_mut().push(entry));
-}
-
-fn take_remembered(ctx: &BuildContext, pattern: &str, g: Gather<'_>) -> Option<Vec<Source>> {
-    REMEMBERED.with(|r| {
-        let mut list = r.borrow_mut();
+    /// The sources kept for this request, if any (removed).
+    fn take(&self, ctx: &BuildContext, pattern: &str, g: Gather<'_>) -> Option<Vec<Source>> {
+        let mut list = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let excludes = excludes_of(g);
         let at = list.iter().position(|m| {
             m.root == ctx.root()
@@ -216,7 +219,7 @@ fn take_remembered(ctx: &BuildContext, pattern: &str, g: Gather<'_>) -> Option<V
                 && m.excludes == excludes
         })?;
         Some(list.remove(at).sources)
-    })
+    }
 }
 
 fn excludes_of(g: Gather<'_>) -> Vec<String> {

@@ -139,14 +139,14 @@ impl Solver<'_> {
         let sources = vec![if source.is_empty() { ".".to_string() } else { source.to_string() }];
         match from {
             MountSource::Context => {
-                context_digest(self.hasher, &sources, false, &[]).map_err(|e| e.to_string())
+                context_digest(self.hasher, &sources, false, &[], None).map_err(|e| e.to_string())
             }
             MountSource::Named(name) => {
                 let hasher = self
                     .sources
                     .named_hasher(name)
                     .ok_or_else(|| format!("no --build-context named {name:?}"))?;
-                context_digest(hasher, &sources, false, &[]).map_err(|e| e.to_string())
+                context_digest(hasher, &sources, false, &[], None).map_err(|e| e.to_string())
             }
             MountSource::Scratch => Ok(key::scratch()),
             MountSource::Stage(i) => {

@@ -13,7 +13,7 @@ use crate::fsview::LayeredView;
 use crate::image::{History, rfc3339};
 use crate::key::{self, ContextHasher};
 use crate::ops::add::{AddInputs, Fetched, local_digest, plan_add as ops_plan_add};
-use crate::ops::copy::{CopyFrom, CopyInputs, context_digest, plan_copy};
+use crate::ops::copy::{CopyFrom, CopyInputs, Hashed, context_digest, plan_copy};
 use crate::users::resolve_owner;
 
 /// Named build contexts (`--build-context`), `ADD`, and `--link` (kept apart from the rest
@@ -24,7 +24,9 @@ impl Solver<'_> {
     pub(super) fn named_base(&self, name: &str) -> Result<StageResult, String> {
         let hasher = self.sources.named_hasher(name).ok_or_else(|| unknown_context(name))?;
         let sources = vec![".".to_string()];
-        let digest = context_digest(hasher, &sources, false, &[]).map_err(|e| e.to_string())?;
+        let hashed = Hashed::default();
+        let digest = context_digest(hasher, &sources, false, &[], Some(&hashed))
+            .map_err(|e| e.to_string())?;
         let key = key::step(&key::scratch(), json!({ "named-context-base": name }), &[digest]);
         let index = &self.builder.index;
         let blobs = self.builder.store().blobs();
@@ -54,6 +56,7 @@ impl Solver<'_> {
                             dest_view: &empty,
                             owner: None,
                             now: self.timestamp(None),
+                            hashed: Some(&hashed),
                         };
                         let entries = plan_copy(&op, &inputs).map_err(|e| e.to_string())?;
                         let record = CacheRecord {
@@ -86,9 +89,14 @@ impl Solver<'_> {
     }
 
     /// The content digest of what `copy` reads from the named context `name`.
-    pub(super) fn named_digest(&self, name: &str, copy: &CopyOp) -> Result<Digest, String> {
+    pub(super) fn named_digest(
+        &self,
+        name: &str,
+        copy: &CopyOp,
+        keep: &Hashed,
+    ) -> Result<Digest, String> {
         let hasher = self.sources.named_hasher(name).ok_or_else(|| unknown_context(name))?;
-        copy_digest(hasher, copy)
+        copy_digest(hasher, copy, keep)
     }
 
     /// The named context `name`.
@@ -98,10 +106,15 @@ impl Solver<'_> {
 
     /// The key of `ADD`: the op with every flag, and for its sources the content of the local
     /// ones, each download's checksum or content, each git commit.
-    pub(super) fn add_key(&self, add: &AddOp, parent: &Digest) -> Result<Digest, String> {
+    pub(super) fn add_key(
+        &self,
+        add: &AddOp,
+        parent: &Digest,
+        keep: &Hashed,
+    ) -> Result<Digest, String> {
         let mut inputs = Vec::new();
         if add.sources.iter().any(|s| matches!(s, AddSource::Local { .. })) {
-            inputs.push(local_digest(self.hasher, add).map_err(|e| e.to_string())?);
+            inputs.push(local_digest(self.hasher, add, Some(keep)).map_err(|e| e.to_string())?);
         }
         for source in &add.sources {
             match source {
@@ -129,6 +142,7 @@ impl Solver<'_> {
         &self,
         add: &AddOp,
         dest_view: &LayeredView,
+        hashed: &Hashed,
     ) -> Result<Vec<LayerEntry>, String> {
         let owner = match &add.chown {
             Some(spec) => {
@@ -156,6 +170,7 @@ impl Solver<'_> {
             now: self.timestamp(None),
             fetched: &fetched,
             scratch: self.sources.scratch(),
+            hashed: Some(hashed),
         };
         ops_plan_add(add, &inputs).map_err(|e| e.to_string())
     }
@@ -165,9 +180,15 @@ fn unknown_context(name: &str) -> String {
     format!("build context {name:?} was not given (--build-context {name}=...)")
 }
 
-/// The content digest of what a `COPY` reads from the context of `hasher`.
-pub(super) fn copy_digest(hasher: &ContextHasher<'_>, copy: &CopyOp) -> Result<Digest, String> {
-    context_digest(hasher, &copy.sources, copy.parents, &copy.exclude).map_err(|e| e.to_string())
+/// The content digest of what a `COPY` reads from the context of `hasher` (what was read
+/// kept in `keep` for the step's plan).
+pub(super) fn copy_digest(
+    hasher: &ContextHasher<'_>,
+    copy: &CopyOp,
+    keep: &Hashed,
+) -> Result<Digest, String> {
+    context_digest(hasher, &copy.sources, copy.parents, &copy.exclude, Some(keep))
+        .map_err(|e| e.to_string())
 }
 
 /// The parent that goes into a step's key: for `--link`, a constant (the layer does not
